@@ -1,0 +1,16 @@
+# Environment of the recipe. Works without Kaldi; adds Kaldi's tools when
+# KALDI_ROOT points at a compiled Kaldi checkout (needed by stage 7 only).
+UNSPEECH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+export UNSPEECH_ROOT
+export PYTHONPATH=$UNSPEECH_ROOT${PYTHONPATH:+:$PYTHONPATH}
+if [ -x "$UNSPEECH_ROOT/.venv/bin/python" ]; then
+  export PATH=$UNSPEECH_ROOT/.venv/bin:$PATH
+fi
+export PYTHONUNBUFFERED=1
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+export LC_ALL=C
+if [ -n "${KALDI_ROOT:-}" ] && [ -f "$KALDI_ROOT/tools/config/common_path.sh" ]; then
+  export PATH=$KALDI_ROOT/egs/wsj/s5/utils:$KALDI_ROOT/tools/openfst/bin:$PATH
+  . "$KALDI_ROOT/tools/config/common_path.sh"
+fi
+true

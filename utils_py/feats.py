@@ -1,0 +1,146 @@
+"""A whole feature table (feats.scp / ark) as one float32 array.
+
+Training samples windows from every utterance at random, so the features are
+kept as one ``(total_frames, dim)`` array plus per-utterance ``offsets`` and
+``lengths`` -- in memory, or memory-mapped from a cache directory for corpora
+larger than RAM.  Both give the same :class:`FeatureSet` API.
+
+Usage::
+
+    from utils_py.feats import load_features
+
+    fs = load_features("data/train/feats.scp")                     # in memory
+    fs = load_features("data/train/feats.scp", cache_dir="exp/cache")  # memmap, built once
+    fs.dim, fs.num_utts, fs.keys[0], fs.lengths[0]
+    x = fs["utt1"]                     # (T, dim) view
+    fs.data[fs.offsets[i] + t]         # frame t of utterance i
+
+Every utterance is checked on load: same dim as the first, at least one frame,
+finite values; a violation raises UnspeechError naming the utterance.
+"""
+import json
+import os
+
+import numpy as np
+
+from .fileio import atomic_write, atomic_write_text, ensure_dir, require_file
+from .kaldi_io import iter_matrices
+from .log import UnspeechError
+
+_CACHE_VERSION = 1
+
+
+class FeatureSet:
+    """Features of many utterances, concatenated: ``data[offsets[i]:offsets[i]+lengths[i]]``."""
+
+    def __init__(self, keys, lengths, data, source=""):
+        self.keys = list(keys)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
+        self.data = data
+        self.source = source
+        self._index = {k: i for i, k in enumerate(self.keys)}
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def num_utts(self) -> int:
+        return len(self.keys)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.lengths.sum())
+
+    def index(self, key: str) -> int:
+        return self._index[key]
+
+    def __contains__(self, key):
+        return key in self._index
+
+    def __getitem__(self, key) -> np.ndarray:
+        i = key if isinstance(key, (int, np.integer)) else self._index[key]
+        o = self.offsets[i]
+        return self.data[o:o + self.lengths[i]]
+
+    def __len__(self):
+        return len(self.keys)
+
+    def subset(self, keys) -> "FeatureSet":
+        """A new in-memory FeatureSet with only ``keys`` (in the given order)."""
+        mats = [np.asarray(self[k]) for k in keys]
+        data = np.concatenate(mats) if mats else np.zeros((0, self.dim), np.float32)
+        return FeatureSet(keys, [len(m) for m in mats], data, self.source)
+
+
+def _checked(key, mat, dim, source):
+    if mat.ndim != 2:
+        raise UnspeechError(f"utterance {key} is not a matrix (shape {mat.shape}): {source}")
+    if mat.shape[0] == 0:
+        raise UnspeechError(f"utterance {key} has no frames: {source}")
+    if dim is not None and mat.shape[1] != dim:
+        raise UnspeechError(
+            f"utterance {key} has feature dim {mat.shape[1]}, expected {dim} like the first utterance: {source}")
+    if not np.isfinite(mat).all():
+        bad = int(np.argwhere(~np.isfinite(mat))[0][0])
+        raise UnspeechError(f"utterance {key} has NaN/Inf values (frame {bad}): {source}")
+    return mat
+
+
+def _read_all(spec):
+    keys, mats, dim = [], [], None
+    for key, mat in iter_matrices(spec):
+        mats.append(_checked(key, mat, dim, spec))
+        dim = mat.shape[1]
+        keys.append(key)
+    if not keys:
+        raise UnspeechError(f"no utterances in: {spec}")
+    return keys, mats
+
+
+def load_features(spec: str, cache_dir: str = None) -> FeatureSet:
+    """Load an scp/ark as a FeatureSet; with ``cache_dir`` build/reuse a memmap cache.
+
+    The cache (``data.f32`` + ``index.json``) is rebuilt when the source file is
+    newer than it or has changed size.  Building streams one utterance at a
+    time, so it never needs the whole corpus in memory.
+    """
+    if cache_dir is None:
+        keys, mats = _read_all(spec)
+        return FeatureSet(keys, [len(m) for m in mats], np.concatenate(mats).astype(np.float32), spec)
+    return _load_cached(spec, cache_dir)
+
+
+def _source_stamp(spec):
+    path = spec.split(":", 1)[1] if spec.startswith(("scp:", "ark:")) else spec
+    require_file(path, "feature file")
+    st = os.stat(path)
+    return {"source": os.path.abspath(path), "size": st.st_size, "mtime": st.st_mtime, "version": _CACHE_VERSION}
+
+
+def _load_cached(spec, cache_dir):
+    stamp = _source_stamp(spec)
+    index_path = os.path.join(cache_dir, "index.json")
+    data_path = os.path.join(cache_dir, "data.f32")
+    if os.path.isfile(index_path):
+        with open(index_path) as f:
+            index = json.load(f)
+        if index.get("stamp") == stamp and os.path.isfile(data_path):
+            n = int(sum(index["lengths"]))
+            data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(n, index["dim"]))
+            return FeatureSet(index["keys"], index["lengths"], data, spec)
+    ensure_dir(cache_dir)
+    keys, lengths, dim = [], [], None
+    with atomic_write(data_path, "wb") as f:
+        for key, mat in iter_matrices(spec):
+            _checked(key, mat, dim, spec)
+            dim = mat.shape[1]
+            f.write(np.ascontiguousarray(mat, dtype=np.float32).tobytes())
+            keys.append(key)
+            lengths.append(int(mat.shape[0]))
+        if not keys:
+            raise UnspeechError(f"no utterances in: {spec}")
+    atomic_write_text(index_path, json.dumps({"stamp": stamp, "dim": dim, "keys": keys, "lengths": lengths}))
+    data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(int(sum(lengths)), dim))
+    return FeatureSet(keys, lengths, data, spec)

@@ -1,0 +1,70 @@
+"""Atomic file output: nothing half-written is ever left under its final name.
+
+Usage::
+
+    from utils_py.fileio import atomic_write, atomic_write_text
+
+    with atomic_write("data/train/utt2spk") as f:   # text mode; "wb" for bytes
+        f.write("spk1-utt1 spk1\\n")
+    atomic_write_text("exp/model/config.json", json.dumps(cfg))
+
+The file is written to ``.<name>.tmp.<pid>`` in the same directory, flushed,
+fsync'ed and renamed over ``path`` only when the block ends without an
+exception; on an exception the temp file is removed.
+"""
+import contextlib
+import os
+
+from .log import UnspeechError
+
+
+def temp_name(path: str) -> str:
+    d, base = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f".{base}.tmp.{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
+    """Context manager yielding a file object; renamed to ``path`` on success."""
+    ensure_dir(os.path.dirname(os.path.abspath(path)))
+    tmp = temp_name(path)
+    kwargs = {} if "b" in mode else {"encoding": encoding}
+    f = open(tmp, mode, **kwargs)
+    try:
+        yield f
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def ensure_dir(path: str) -> str:
+    """Create ``path`` (and parents) if needed; clear error if impossible."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UnspeechError(f"cannot create directory: {path} ({e.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UnspeechError(f"output directory is not writable: {path}")
+    return path
+
+
+def require_file(path: str, what: str = "file") -> str:
+    """Return ``path`` if it is a readable non-empty file, else raise UnspeechError."""
+    if not os.path.isfile(path):
+        raise UnspeechError(f"{what} not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise UnspeechError(f"{what} not readable: {path}")
+    if os.path.getsize(path) == 0:
+        raise UnspeechError(f"{what} is empty: {path}")
+    return path

@@ -1,0 +1,156 @@
+"""Kaldi table I/O (ark/scp) on top of kaldiio; our own thin ``kaldi_io``.
+
+Reading handles every Kaldi matrix kind kaldiio knows, compressed CM/CM2/CM3
+included.  Writing produces a binary ark plus an scp with *absolute* paths; the
+scp is written under a temp name and renamed at the end, so a crashed writer
+never leaves a complete-looking scp behind.
+
+Usage::
+
+    from utils_py import kaldi_io
+
+    for utt, mat in kaldi_io.iter_matrices("data/train/feats.scp"):   # or .ark
+        ...
+    feats = kaldi_io.open_scp("data/train/feats.scp")    # lazy dict
+    with kaldi_io.MatrixWriter("fbank/raw.1.ark", "fbank/raw.1.scp") as w:
+        w.write("utt1", np.zeros((10, 40), np.float32))
+"""
+import os
+
+import kaldiio
+import numpy as np
+from kaldiio.matio import write_array
+
+from .fileio import atomic_write, ensure_dir, require_file
+from .log import UnspeechError
+
+
+def _strip_spec(spec: str):
+    """``scp:x`` / ``ark:x`` / ``x.scp`` / ``x.ark`` -> (kind, path)."""
+    if spec.startswith(("scp:", "ark:")):
+        return spec[:3], spec[4:]
+    if spec.endswith(".scp"):
+        return "scp", spec
+    return "ark", spec
+
+
+def open_scp(path: str):
+    """Lazy ``{key: matrix}`` view of an scp file (kaldiio's ``load_scp``)."""
+    require_file(path, "scp file")
+    try:
+        return kaldiio.load_scp(path)
+    except Exception as e:
+        raise UnspeechError(f"cannot parse scp file: {path} ({e})") from None
+
+
+def scp_keys(path: str):
+    """Keys of an scp file in file order, without reading any matrix."""
+    require_file(path, "scp file")
+    keys = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2:
+                raise UnspeechError(f"bad line {n} (need '<key> <rxfilename>'): {path}")
+            keys.append(parts[0])
+    return keys
+
+
+def read_matrix(rxspec: str, what: str = "matrix") -> np.ndarray:
+    """Read one matrix from an rxspecifier like ``foo.ark:1234``."""
+    try:
+        return np.asarray(kaldiio.load_mat(rxspec))
+    except Exception as e:
+        raise UnspeechError(f"cannot read {what}: {rxspec} ({type(e).__name__}: {e})") from None
+
+
+def iter_matrices(spec: str):
+    """Yield ``(key, float32 matrix)`` from an scp or ark (``scp:``/``ark:`` prefixes allowed).
+
+    Unreadable entries raise :class:`UnspeechError` naming the key and file.
+    """
+    kind, path = _strip_spec(spec)
+    require_file(path, f"{kind} file")
+    if kind == "scp":
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split(maxsplit=1)
+                if len(parts) != 2:
+                    raise UnspeechError(f"bad line {n} (need '<key> <rxfilename>'): {path}")
+                key, rx = parts[0], parts[1].strip()
+                yield key, read_matrix(rx, f"matrix of utterance {key} in {path}").astype(np.float32, copy=False)
+    else:
+        key = None
+        try:
+            for key, mat in kaldiio.load_ark(path):
+                yield key, np.asarray(mat, dtype=np.float32)
+        except UnspeechError:
+            raise
+        except Exception as e:
+            after = f" after utterance {key}" if key else ""
+            raise UnspeechError(f"cannot read ark (truncated or corrupt?){after}: {path} ({e})") from None
+
+
+class MatrixWriter:
+    """Write float32 matrices (or vectors) to ``ark_path`` and an scp of absolute paths.
+
+    The scp appears under its final name only after :meth:`close` (or the end
+    of the ``with`` block) succeeds.
+    """
+
+    def __init__(self, ark_path: str, scp_path: str):
+        ensure_dir(os.path.dirname(os.path.abspath(ark_path)))
+        self.ark_path = os.path.abspath(ark_path)
+        self._ark = open(self.ark_path, "wb")
+        self._scp_ctx = atomic_write(scp_path)
+        self._scp = self._scp_ctx.__enter__()
+        self.count = 0
+
+    def write(self, key: str, array: np.ndarray) -> None:
+        if not key or any(c.isspace() for c in key):
+            raise UnspeechError(f"invalid key (empty or with whitespace): {key!r}")
+        self._ark.write((key + " ").encode("utf-8"))
+        offset = self._ark.tell()
+        write_array(self._ark, np.ascontiguousarray(array, dtype=np.float32))
+        self._scp.write(f"{key} {self.ark_path}:{offset}\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._ark.flush()
+        os.fsync(self._ark.fileno())
+        self._ark.close()
+        self._scp_ctx.__exit__(None, None, None)
+
+    def abort(self, exc=None) -> None:
+        self._ark.close()
+        self._scp_ctx.__exit__(type(exc) if exc else RuntimeError, exc, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            try:
+                self.abort(exc or exc_type())
+            except BaseException:
+                pass
+        return False
+
+
+def merge_scps(parts, out_path: str) -> int:
+    """Concatenate scp files into ``out_path`` sorted by key (C order), atomically."""
+    lines = {}
+    for p in parts:
+        require_file(p, "scp file")
+        with open(p, encoding="utf-8") as f:
+            for line in f:
+                key = line.split(maxsplit=1)[0]
+                if key in lines:
+                    raise UnspeechError(f"duplicate key {key} when merging: {p}")
+                lines[key] = line if line.endswith("\n") else line + "\n"
+    with atomic_write(out_path) as f:
+        for key in sorted(lines, key=lambda k: k.encode("utf-8")):
+            f.write(lines[key])
+    return len(lines)
