@@ -82,7 +82,7 @@ def spk2utt_from_utt2spk(utt2spk: dict) -> dict:
     spk2utts = {}
     for utt in c_sorted(utt2spk):
         spk2utts.setdefault(utt2spk[utt], []).append(utt)
-    return {spk: " ".join(utts) for spk, utts in spk2utts.items()}
+    return {spk: " ".join(spk2utts[spk]) for spk in c_sorted(spk2utts)}
 
 
 def write_spk2utt(data_dir: str) -> None:
