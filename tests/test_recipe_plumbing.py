@@ -114,3 +114,22 @@ def test_run_sh_help_and_bad_corpus():
     assert r.returncode == 0 and "--stage" in r.stdout and "--corpus" in r.stdout
     r = run_cmd(["./run.sh", "--corpus", "nope"], cwd=RECIPE)
     assert r.returncode != 0 and "unknown --corpus nope" in r.stderr
+
+
+def test_dir_lock_refuses_second_run_python_and_bash(tmp_path):
+    from utils_py.fileio import dir_lock
+    d = str(tmp_path / "out")
+    holder = subprocess.Popen(["bash", "-c", f'. {REPO}/steps_unspeech/lock_dir.sh {d}; echo locked; sleep 30'],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(UnspeechError, match="in use by another run"):
+            with dir_lock(d, "second"):
+                pass
+        r = bash(f'. steps_unspeech/lock_dir.sh {d}; echo got-it')
+        assert r.returncode == 1 and "in use by another run" in r.stderr and "got-it" not in r.stdout
+    finally:
+        holder.kill()
+        holder.wait()
+    with dir_lock(d, "after-kill"):  # a killed holder never blocks the rerun
+        pass

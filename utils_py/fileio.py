@@ -68,3 +68,36 @@ def require_file(path: str, what: str = "file") -> str:
     if os.path.getsize(path) == 0:
         raise UnspeechError(f"{what} is empty: {path}")
     return path
+
+
+@contextlib.contextmanager
+def dir_lock(directory: str, step: str):
+    """Hold an exclusive lock on ``directory`` while a step writes into it.
+
+    A second run of a step into the same directory fails at once with a clear
+    message instead of interleaving writes::
+
+        with dir_lock("exp/unspeech", "train_unspeech"):
+            ...
+
+    The lock (``<dir>/.lock``, ``flock``) is released when the process exits,
+    even on SIGKILL, so a crashed run never blocks the rerun.  It is the same
+    lock that ``steps_unspeech/lock_dir.sh`` takes in bash.
+    """
+    import fcntl
+
+    ensure_dir(directory)
+    path = os.path.join(directory, ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise UnspeechError(
+                f"{directory} is in use by another run ({holder}); wait for it or stop it, then rerun") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{step}, pid {os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)

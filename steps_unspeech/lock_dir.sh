@@ -1,0 +1,17 @@
+# Source from a step script to hold an exclusive lock on its output directory
+# for the rest of the script (released on exit, even on kill -9):
+#
+#   . "$(dirname "$0")/lock_dir.sh" "$dir"
+#
+# A second run of a step into the same directory stops at once with
+# "ERROR (<script>): <dir> is in use by another run (...)". Same lock file
+# (<dir>/.lock, flock) as utils_py.fileio.dir_lock.
+__lockdir=$1
+mkdir -p "$__lockdir" || { echo "ERROR ($(basename "$0")): cannot create directory: $__lockdir" >&2; exit 1; }
+exec {__lockfd}<>"$__lockdir/.lock"
+if ! flock -n "$__lockfd"; then
+  echo "ERROR ($(basename "$0")): $__lockdir is in use by another run ($(head -n1 "$__lockdir/.lock" 2>/dev/null)); wait for it or stop it, then rerun" >&2
+  exit 1
+fi
+printf '%s, pid %s\n' "$(basename "$0")" "$$" > "$__lockdir/.lock"
+unset __lockdir
