@@ -1,0 +1,110 @@
+"""What the corpus preparation scripts (demo, FSDD, TED-LIUM) share: data dirs with a ``.done`` marker.
+
+A prepared data dir ends with ``<dir>/.done`` holding one settings line (what
+made it and with which options).  A rerun with the same settings finds it and
+does nothing; other settings give a clear error instead of mixing two corpora::
+
+    from utils_py import corpus_prep
+
+    settings = "prepare_fsdd digits-per-utt=10 seed=1"
+    if corpus_prep.all_done(["data/train", "data/test"], settings):
+        return                                       # nothing to do
+    corpus_prep.write_wav_data_dir("data/train", utterances, settings)
+"""
+import dataclasses
+import os
+
+from . import datadir
+from .fileio import atomic_write_text, ensure_dir
+from .log import UnspeechError
+
+DONE = ".done"
+
+
+@dataclasses.dataclass(frozen=True)
+class Utterance:
+    utt: str        # <spk>-<nnnn>
+    spk: str        # the true speaker (utt2spk and utt2spk.gold)
+    wav: str        # absolute path of a wav file
+    text: str
+    seconds: float
+
+
+def all_done(data_dirs, settings: str) -> bool:
+    """True if every dir has a ``.done`` marker with ``settings``.
+
+    Raises UnspeechError if one was made with other settings.
+    """
+    done = True
+    for d in data_dirs:
+        marker = os.path.join(d, DONE)
+        if not os.path.isfile(marker):
+            done = False
+            continue
+        with open(marker, encoding="utf-8") as f:
+            have = f.read().strip()
+        if have != settings.strip():
+            raise UnspeechError(
+                f"{d} was made with other settings ({have}; now {settings.strip()}); remove it "
+                f"(and what was made from it under exp/) or use another data root")
+    return done
+
+
+def clear_done(data_dir: str) -> None:
+    """Remove the marker before rewriting a dir, so a crash never leaves it looking complete."""
+    marker = os.path.join(data_dir, DONE)
+    if os.path.lexists(marker):
+        os.remove(marker)
+
+
+def mark_done(data_dir: str, settings: str) -> None:
+    atomic_write_text(os.path.join(data_dir, DONE), settings.strip() + "\n")
+
+
+def claim_wav_dir(wav_dir: str, settings: str) -> None:
+    """Record in ``<wav_dir>/.settings`` what makes its wavs; refuse a dir made with other settings.
+
+    Existing wavs are reused by a rerun, so they must come from the same settings.
+    """
+    ensure_dir(wav_dir)
+    stamp = os.path.join(wav_dir, ".settings")
+    if os.path.isfile(stamp):
+        with open(stamp, encoding="utf-8") as f:
+            have = f.read().strip()
+        if have != settings.strip():
+            raise UnspeechError(f"{wav_dir} holds wavs made with other settings ({have}; now {settings.strip()}); "
+                                "remove it or give another wav dir")
+    else:
+        atomic_write_text(stamp, settings.strip() + "\n")
+
+
+def format_seconds(seconds: float) -> str:
+    """Duration as Kaldi's ``wav-to-duration`` prints it (6 significant digits)."""
+    return f"{seconds:g}"
+
+
+def write_wav_data_dir(data_dir: str, utterances, settings: str) -> dict:
+    """Write a Kaldi data dir of whole-file utterances and mark it done; returns ``utt2spk``.
+
+    Files: ``wav.scp`` (absolute paths), ``utt2spk``, ``spk2utt``, ``text``,
+    ``utt2dur`` and ``utt2spk.gold`` (the true speaker), LC_ALL=C sorted,
+    validated, ``.done`` last.
+    """
+    utterances = list(utterances)
+    if not utterances:
+        raise UnspeechError(f"no utterances for data dir {data_dir}")
+    ensure_dir(data_dir)
+    clear_done(data_dir)
+    for u in utterances:
+        if not os.path.isabs(u.wav):
+            raise ValueError(f"wav path must be absolute: {u.wav}")
+    datadir.write_table(os.path.join(data_dir, "wav.scp"), {u.utt: u.wav for u in utterances})
+    datadir.write_table(os.path.join(data_dir, "text"), {u.utt: u.text for u in utterances})
+    datadir.write_table(os.path.join(data_dir, "utt2dur"), {u.utt: format_seconds(u.seconds) for u in utterances})
+    utt2spk = {u.utt: u.spk for u in utterances}
+    datadir.write_table(os.path.join(data_dir, "utt2spk.gold"), utt2spk)
+    datadir.write_table(os.path.join(data_dir, "utt2spk"), utt2spk)
+    datadir.write_spk2utt(data_dir)
+    datadir.validate(data_dir, need=("wav.scp", "text", "utt2dur", "utt2spk.gold"))
+    mark_done(data_dir, settings)
+    return utt2spk
