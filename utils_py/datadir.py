@@ -137,7 +137,7 @@ def validate(data_dir: str, need=(), speaker_prefix: bool = True) -> dict:
                 start, end = float(fields[1]), float(fields[2])
             except ValueError:
                 raise UnspeechError(f"bad times for utterance {utt}: {path('segments')}") from None
-            if not 0 <= start < end:
+            if not (0 <= start and (start < end or end == -1)):  # end -1: to the end (Kaldi)
                 raise UnspeechError(f"segment of {utt} has start >= end: {path('segments')}")
     spks = set(spk2utt)
     for name in PER_SPK_FILES:

@@ -88,6 +88,14 @@ def _checked(key, mat, dim, source):
     return mat
 
 
+def check_utterance(key: str, mat: np.ndarray, dim: int = None, source: str = "") -> np.ndarray:
+    """Return ``mat`` if it is a finite ``(T >= 1, dim)`` matrix, else raise UnspeechError naming ``key``.
+
+    For code that streams utterances itself (e.g. extraction) instead of loading a FeatureSet.
+    """
+    return _checked(key, mat, dim, source)
+
+
 def _read_all(spec):
     keys, mats, dim = [], [], None
     for key, mat in iter_matrices(spec):

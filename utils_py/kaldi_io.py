@@ -16,6 +16,8 @@ Usage::
         w.write("utt1", np.zeros((10, 40), np.float32))
 """
 import os
+import re
+import struct
 
 import kaldiio
 import numpy as np
@@ -62,6 +64,70 @@ def read_matrix(rxspec: str, what: str = "matrix") -> np.ndarray:
         return np.asarray(kaldiio.load_mat(rxspec))
     except Exception as e:
         raise UnspeechError(f"cannot read {what}: {rxspec} ({type(e).__name__}: {e})") from None
+
+
+_RX_OFFSET = re.compile(r"^(?P<path>.+):(?P<offset>[0-9]+)$")
+
+
+def _header_shape(f, offset: int):
+    """``(rows, cols)`` from a binary matrix/vector header at ``offset`` of open file ``f``, or None."""
+    f.seek(offset)
+    head = f.read(32)
+    if head[:2] != b"\0B" or b" " not in head[2:]:
+        return None
+    token, rest = head[2:].split(b" ", 1)
+    if token in (b"CM", b"CM2", b"CM3") and len(rest) >= 16:
+        rows, cols = struct.unpack("<ii", rest[8:16])
+        return int(rows), int(cols)
+    if token in (b"FM", b"DM") and len(rest) >= 10 and rest[0] == 4 and rest[5] == 4:
+        return struct.unpack("<i", rest[1:5])[0], struct.unpack("<i", rest[6:10])[0]
+    if token in (b"FV", b"DV") and len(rest) >= 5 and rest[0] == 4:
+        return 1, struct.unpack("<i", rest[1:5])[0]
+    return None
+
+
+def matrix_shape(rxspec: str, what: str = "matrix", _files: dict = None) -> tuple:
+    """``(rows, cols)`` of the matrix at an rxspecifier, reading only its header.
+
+    Binary ``path:offset`` entries (``FM``/``DM`` and compressed ``CM``/``CM2``/``CM3``)
+    are answered from the header; anything else (text, pipes, ranges) is read in full.
+    A vector gives ``(1, dim)``.
+    """
+    rxspec = rxspec.strip()
+    m = _RX_OFFSET.match(rxspec)
+    if m and not rxspec.endswith("|"):
+        path = m.group("path")
+        try:
+            if _files is None:
+                with open(path, "rb") as f:
+                    shape = _header_shape(f, int(m.group("offset")))
+            else:
+                if path not in _files:
+                    _files[path] = open(path, "rb")
+                shape = _header_shape(_files[path], int(m.group("offset")))
+        except OSError as e:
+            raise UnspeechError(f"cannot read {what}: {rxspec} ({e.strerror})") from None
+        if shape is not None:
+            return shape
+    mat = read_matrix(rxspec, what)
+    return (1, int(mat.shape[0])) if mat.ndim == 1 else (int(mat.shape[0]), int(mat.shape[1]))
+
+
+def scp_shapes(scp_path: str) -> dict:
+    """``{key: (rows, cols)}`` of every entry of an scp, from the headers only (fast)."""
+    require_file(scp_path, "scp file")
+    shapes, files = {}, {}
+    try:
+        with open(scp_path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split(maxsplit=1)
+                if len(parts) != 2:
+                    raise UnspeechError(f"bad line {n} (need '<key> <rxfilename>'): {scp_path}")
+                shapes[parts[0]] = matrix_shape(parts[1], f"matrix of utterance {parts[0]} in {scp_path}", files)
+    finally:
+        for handle in files.values():
+            handle.close()
+    return shapes
 
 
 def iter_matrices(spec: str):

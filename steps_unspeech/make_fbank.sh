@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Kaldi-compatible 40-dim fbank features of a data directory, like Kaldi's
+# steps/make_fbank.sh but with kaldi-native-fbank (no Kaldi binaries needed).
+#
+#   steps_unspeech/make_fbank.sh --nj 4 --cmd "$train_cmd" --fbank-config conf/fbank.conf \
+#     data/train exp/make_fbank/train fbank
+#
+# Writes <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp} (one per job; a finished job
+# leaves a .done marker and is skipped on a rerun with the same inputs) and, in
+# the data dir, utt2num_frames, frame_shift and -- last, atomically -- feats.scp
+# (sorted, absolute paths). Any failure leaves no feats.scp.
+set -euo pipefail
+
+nj=4
+cmd=$(dirname "$0")/run_local.sh
+fbank_config=conf/fbank.conf
+
+help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
+Computes Kaldi fbank features (kaldi-native-fbank) of <data-dir> (wav.scp, optional segments).
+<log-dir> defaults to <data-dir>/log, <fbank-dir> to <data-dir>/data.
+Options (default):
+  --nj <n>                ($nj) number of parallel jobs (capped at the number of utterances)
+  --cmd <cmd>             ($cmd) job runner: run.pl, queue.pl, ... or steps_unspeech/run_local.sh
+  --fbank-config <file>   ($fbank_config) Kaldi compute-fbank-feats options (--name=value lines);
+                          '' = Kaldi defaults. See steps_unspeech/compute_fbank.py --help for the list.
+e.g.: $0 --nj 4 --fbank-config conf/fbank.conf data/train exp/make_fbank/train fbank"
+
+. "$(dirname "$0")/parse_options.sh"
+
+if [ $# -lt 1 ] || [ $# -gt 3 ]; then
+  printf '%s\n' "$help_message" >&2
+  exit 1
+fi
+
+bindir=$(cd "$(dirname "$0")" && pwd)
+data=$1
+logdir=${2:-$data/log}
+fbankdir=${3:-$data/data}
+name=$(basename "$data")
+
+fail() { echo "ERROR (make_fbank): $*" >&2; exit 1; }
+
+[ -d "$data" ] || fail "data directory not found: $data"
+for f in feats.scp utt2num_frames; do   # like Kaldi: keep a backup, never a stale table
+  if [ -f "$data/$f" ]; then
+    mkdir -p "$data/.backup" && mv "$data/$f" "$data/.backup/$f"
+    echo "$0: moved $data/$f to $data/.backup/"
+  fi
+done
+if [ -n "$fbank_config" ] && [ ! -f "$fbank_config" ]; then
+  fail "fbank config not found: $fbank_config"
+fi
+mkdir -p "$logdir" "$fbankdir" 2>/dev/null || fail "cannot create $logdir or $fbankdir"
+fbankdir=$(cd "$fbankdir" && pwd)   # absolute paths end up in feats.scp
+prefix=$fbankdir/raw_fbank_$name
+
+# Validate the data dir, check the wav files, split.
+nj=$("$bindir/fbank_data_dir.py" prepare --fbank-config "$fbank_config" --nj "$nj" "$data") || exit 1
+split_dir=$data/split${nj}utt
+
+echo "$0: computing fbank features of $data with $nj job(s), logs in $logdir"
+runner_err=$logdir/.make_fbank_$name.runner.err
+if ! $cmd JOB=1:$nj "$logdir/make_fbank_$name.JOB.log" \
+    "$bindir/compute_fbank.py" --fbank-config="$fbank_config" \
+      --write-num-frames "$prefix.JOB.num_frames" --done-marker "$prefix.JOB.done" \
+      "$split_dir/JOB" "$prefix.JOB.ark" "$prefix.JOB.scp" 2> "$runner_err"; then
+  # One line: the first failed job's error (it names the utterance and file), and its log.
+  for n in $(seq "$nj"); do
+    log=$logdir/make_fbank_$name.$n.log
+    grep -q '^# Ended (code [1-9]' "$log" 2>/dev/null || continue
+    msg=$(grep -h '^ERROR' "$log" | head -n 1 || true)
+    [ -n "$msg" ] || msg=$(grep -v '^#' "$log" | tail -n 1 || true)
+    fail "job $n failed: ${msg#ERROR (compute_fbank): } (log: $log)"
+  done
+  fail "fbank jobs failed: $(tr '\n' ' ' < "$runner_err") (logs: $logdir/make_fbank_$name.*.log)"
+fi
+rm -f "$runner_err"
+
+# utt2num_frames, frame_shift, then feats.scp last; validates the result.
+"$bindir/fbank_data_dir.py" finish --fbank-config "$fbank_config" --nj "$nj" "$data" "$prefix" || exit 1
+echo "$0: succeeded computing fbank features of $data ($(wc -l < "$data/feats.scp") utterances)"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Speed perturbation of a data directory (run.sh stage 1), by the conventions of
+# Kaldi's utils/data/perturb_data_dir_speed_3way.sh:
+#
+#   steps_unspeech/perturb_data_dir_speed.sh --factors "0.9 1.0 1.1" data/train data/train_sp
+#
+# Factor 1.0 keeps the original ids; every other factor f adds a copy with
+# "sp<f>-" prefixed to utterance, speaker (and recording) ids and wav.scp
+# entries "sox -t wav <wav or pipe> -t wav - speed f |". Segment times and
+# utt2dur/reco2dur are divided by f; text, utt2uniq and utt2spk.gold follow.
+# Features are not copied. Rerunning with the same source changes nothing.
+set -euo pipefail
+
+factors="0.9 1.0 1.1"
+
+help_message="Usage: $0 [options] <src-data-dir> <dst-data-dir>
+Options (default):
+  --factors <list>   ($factors) speed factors; 1.0 = the original data
+e.g.: $0 --factors \"0.9 1.0 1.1\" data/train data/train_sp"
+
+. "$(dirname "$0")/parse_options.sh"
+
+if [ $# -ne 2 ]; then
+  printf '%s\n' "$help_message" >&2
+  exit 1
+fi
+
+"$(dirname "$0")/perturb_data_dir_speed.py" --factors "$factors" "$1" "$2"
