@@ -86,7 +86,9 @@ if run_stage 1 "speed perturbation of the training set"; then
 fi
 
 if run_stage 2 "40-dim fbank features"; then
-  for x in $train_set $test_sets; do
+  # data/train too: stage 3 trains on the unperturbed set.
+  sets="train $test_sets"; [ "$train_set" = train ] || sets="train $train_set $test_sets"
+  for x in $sets; do
     steps_unspeech/make_fbank.sh --nj $nj --cmd "$train_cmd" --fbank-config conf/fbank.conf \
       data/$x exp/make_fbank/$x fbank
   done
@@ -121,8 +123,13 @@ if run_stage 6 "prepend clustered speaker ids to utterance ids"; then
 fi
 
 if run_stage 7 "Kaldi chain TDNN with unspeech features (needs KALDI_ROOT)"; then
-  # Uses data/<set>_unspk and $model_dir/ivectors_<set>_unspk from stage 6.
-  local/chain/run_tdnn.sh --stage $chain_stage --train-set $train_set \
+  # Needs a compiled Kaldi ($KALDI_ROOT) and the GMM system of Kaldi's TED-LIUM
+  # s5_r3 recipe (tri3 + speed-perturbed alignments); checks all of it before
+  # running anything of Kaldi's (local/chain/run_tdnn.sh --help). By default it
+  # uses data/<set>_unspk and $model_dir/ivectors_<set>_unspk from stage 6;
+  # --chain-opts "--speakers original" uses data/<set> + ivectors_<set>, and
+  # --chain-opts "--features ivector" trains the Kaldi i-vector baseline.
+  local/chain/run_tdnn.sh --stage $chain_stage --nj $nj --decode-nj $nj --train-set $train_set \
     --test-sets "$test_sets" --ivector-root $model_dir $chain_opts
 fi
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Check that a Kaldi online-ivector dir (ours or Kaldi's) fits a data dir: every
+utterance covered, |T - rows*period| <= period, one dim. Prints a summary, or
+with --print one value for scripts: dim=$(check_ivector_dir.py --print dim DIR DATA)."""
+import os
+import sys
+
+try:
+    import utils_py  # noqa: F401
+except ImportError:  # run directly, not via path.sh
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+from utils_py.cli import parse_args, step_parser  # noqa: E402
+from utils_py.ivector_dir import check_ivector_dir  # noqa: E402
+from utils_py.log import run_step  # noqa: E402
+
+EPILOG = """Examples:
+  steps_unspeech/check_ivector_dir.py exp/unspeech/ivectors_test data/test
+  dim=$(steps_unspeech/check_ivector_dir.py --print dim exp/unspeech/ivectors_test data/test)"""
+
+
+def build_parser():
+    p = step_parser(__doc__, EPILOG)
+    p.add_argument("--dim", type=int, default=None, help="required embedding dim (default: any, but one)")
+    p.add_argument("--period", type=int, default=None, help="required ivector_period (default: any)")
+    p.add_argument("--print", dest="what", choices=("summary", "dim", "period", "id"), default="summary",
+                   help="what to print on stdout when the check passes")
+    p.add_argument("ivector_dir", help="online-ivector dir (ivector_online.scp, ivector_period)")
+    p.add_argument("data_dir", help="the data dir it belongs to (utt2spk, feats.scp)")
+    return p
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    iv = check_ivector_dir(args.ivector_dir, args.data_dir, dim=args.dim, period=args.period)
+    if args.what == "summary":
+        print(f"{args.ivector_dir}: ok for {args.data_dir}: {len(iv)} utterances, dim {iv.dim}, "
+              f"period {iv.period}, final.ie.id {iv.ie_id or '(none)'}")
+    else:
+        print({"dim": iv.dim, "period": iv.period, "id": iv.ie_id or ""}[args.what])
+    return 0
+
+
+if __name__ == "__main__":
+    run_step("check_ivector_dir", main)
