@@ -9,6 +9,7 @@
 # frame i*period; every utterance gets exactly ceil(T/period) rows.
 # Interrupted runs leave no ivector_online.scp; rerunning finishes the jobs that
 # are missing (per-job .done markers) and gives identical files.
+set -euo pipefail
 
 nj=4
 cmd=$(dirname "$0")/run_local.sh
@@ -53,11 +54,16 @@ opts="$opts --speaker-vectors $speaker_vectors --batch-size $batch_size"
 # Checks the inputs, removes the merged scps of an earlier run, splits $data.
 "$py" --task prepare --nj "$nj" $opts "$data" "$model_dir" "$dir" || exit 1
 
+runner_err=$dir/log/.extract.runner.err
+mkdir -p "$dir/log"
 $cmd JOB=1:$nj "$dir/log/extract.JOB.log" \
-  "$py" --task job --job JOB --nj "$nj" --num-threads "$num_threads" $opts "$data" "$model_dir" "$dir" || {
-  echo "ERROR ($(basename "$0")): extraction failed; see $dir/log/extract.*.log, fix it and rerun (finished jobs are kept)" >&2
+  "$py" --task job --job JOB --nj "$nj" --num-threads "$num_threads" $opts "$data" "$model_dir" "$dir" \
+  2> "$runner_err" || {
+  # One line: the failed job's own error and its log; a rerun redoes only the unfinished jobs.
+  "$(dirname "$0")/failed_job_error.sh" "$(basename "$0")" "$dir/log/extract.JOB.log" "$nj" "$runner_err" >&2
   exit 1
 }
+rm -f "$runner_err"
 
 "$py" --task finalize --nj "$nj" $opts "$data" "$model_dir" "$dir" || exit 1
 echo "$(basename "$0"): wrote $dir/ivector_online.scp (ivector_period $period)"

@@ -7,8 +7,9 @@
 # "ERROR (<script>): <dir> is in use by another run (...)". Same lock file
 # (<dir>/.lock, flock) as utils_py.fileio.dir_lock.
 __lockdir=$1
-mkdir -p "$__lockdir" || { echo "ERROR ($(basename "$0")): cannot create directory: $__lockdir" >&2; exit 1; }
-exec {__lockfd}<>"$__lockdir/.lock"
+mkdir -p "$__lockdir" 2>/dev/null || { echo "ERROR ($(basename "$0")): cannot create directory: $__lockdir" >&2; exit 1; }
+{ exec {__lockfd}<>"$__lockdir/.lock"; } 2>/dev/null ||
+  { echo "ERROR ($(basename "$0")): cannot create the lock file: $__lockdir/.lock" >&2; exit 1; }
 if ! flock -n "$__lockfd"; then
   echo "ERROR ($(basename "$0")): $__lockdir is in use by another run ($(head -n1 "$__lockdir/.lock" 2>/dev/null)); wait for it or stop it, then rerun" >&2
   exit 1

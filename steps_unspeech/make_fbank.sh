@@ -41,9 +41,10 @@ name=$(basename "$data")
 fail() { echo "ERROR (make_fbank): $*" >&2; exit 1; }
 
 [ -d "$data" ] || fail "data directory not found: $data"
+. "$bindir/lock_dir.sh" "$data"   # a second run on this data dir stops here
 for f in feats.scp utt2num_frames; do   # like Kaldi: keep a backup, never a stale table
   if [ -f "$data/$f" ]; then
-    mkdir -p "$data/.backup" && mv "$data/$f" "$data/.backup/$f"
+    { mkdir -p "$data/.backup" && mv "$data/$f" "$data/.backup/$f"; } || fail "cannot move $data/$f to $data/.backup/"
     echo "$0: moved $data/$f to $data/.backup/"
   fi
 done
@@ -51,6 +52,7 @@ if [ -n "$fbank_config" ] && [ ! -f "$fbank_config" ]; then
   fail "fbank config not found: $fbank_config"
 fi
 mkdir -p "$logdir" "$fbankdir" 2>/dev/null || fail "cannot create $logdir or $fbankdir"
+[ -w "$logdir" ] && [ -w "$fbankdir" ] || fail "cannot write to $logdir or $fbankdir"
 fbankdir=$(cd "$fbankdir" && pwd)   # absolute paths end up in feats.scp
 prefix=$fbankdir/raw_fbank_$name
 
@@ -65,14 +67,8 @@ if ! $cmd JOB=1:$nj "$logdir/make_fbank_$name.JOB.log" \
       --write-num-frames "$prefix.JOB.num_frames" --done-marker "$prefix.JOB.done" \
       "$split_dir/JOB" "$prefix.JOB.ark" "$prefix.JOB.scp" 2> "$runner_err"; then
   # One line: the first failed job's error (it names the utterance and file), and its log.
-  for n in $(seq "$nj"); do
-    log=$logdir/make_fbank_$name.$n.log
-    grep -q '^# Ended (code [1-9]' "$log" 2>/dev/null || continue
-    msg=$(grep -h '^ERROR' "$log" | head -n 1 || true)
-    [ -n "$msg" ] || msg=$(grep -v '^#' "$log" | tail -n 1 || true)
-    fail "job $n failed: ${msg#ERROR (compute_fbank): } (log: $log)"
-  done
-  fail "fbank jobs failed: $(tr '\n' ' ' < "$runner_err") (logs: $logdir/make_fbank_$name.*.log)"
+  "$bindir/failed_job_error.sh" make_fbank "$logdir/make_fbank_$name.JOB.log" "$nj" "$runner_err" >&2
+  exit 1
 fi
 rm -f "$runner_err"
 

@@ -25,4 +25,5 @@ if [ $# -ne 2 ]; then
   exit 1
 fi
 
+. "$(dirname "$0")/lock_dir.sh" "$2"   # a second run into <dst-data-dir> stops here
 "$(dirname "$0")/perturb_data_dir_speed.py" --factors "$factors" "$1" "$2"

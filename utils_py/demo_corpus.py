@@ -473,14 +473,14 @@ def make_corpus(wav_dir: str, data_root: str, size: str = "small", seed: int = 1
             except BaseException:
                 pool.shutdown(wait=True, cancel_futures=True)  # the first error stops the rest
                 raise
-    seconds = {}
-    for part in ("train", "test"):
-        utts = [corpus_prep.Utterance(p.utt, p.speaker.id, path, text, n / SAMPLE_RATE)
-                for part_, p, path, text, n in results.values() if part_ == part]
-        d = os.path.join(data_root, part)
-        corpus_prep.write_wav_data_dir(d, utts, settings)
-        seconds[part] = sum(u.seconds for u in utts)
-        log.info(f"{d}: {len(utts)} utterances, {len(speakers)} speakers, {seconds[part] / 60:.1f} min")
+        seconds = {}  # still under the lock: a second run must not rewrite the data dirs meanwhile
+        for part in ("train", "test"):
+            utts = [corpus_prep.Utterance(p.utt, p.speaker.id, path, text, n / SAMPLE_RATE)
+                    for part_, p, path, text, n in results.values() if part_ == part]
+            d = os.path.join(data_root, part)
+            corpus_prep.write_wav_data_dir(d, utts, settings)
+            seconds[part] = sum(u.seconds for u in utts)
+            log.info(f"{d}: {len(utts)} utterances, {len(speakers)} speakers, {seconds[part] / 60:.1f} min")
     took = time.time() - start
     log.info(f"demo corpus done in {took:.0f} s")
     return {"skipped": False, "speakers": len(speakers), "seconds": seconds, "wall_seconds": took}

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import audio, datadir, kaldi_io
 from .cli import read_config
-from .fileio import atomic_write_text
+from .fileio import atomic_write_text, remove_stale_temps
 from .log import UnspeechError, get_logger
 
 WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "sine", "blackman")
@@ -315,6 +315,8 @@ def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num
                 return False
     if done_marker and os.path.exists(done_marker):
         os.remove(done_marker)
+    for path in outputs + ([done_marker] if done_marker else []):
+        remove_stale_temps(path)  # of a killed earlier run of this job
     if config["dither"] != 0:
         log.warning(f"--dither={config['dither']:g}: features are random, reruns give other bytes")
     extract = FbankExtractor(config)

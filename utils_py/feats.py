@@ -15,8 +15,8 @@ Usage::
     x = fs["utt1"]                     # (T, dim) view
     fs.data[fs.offsets[i] + t]         # frame t of utterance i
 
-Every utterance is checked on load: same dim as the first, at least one frame,
-finite values; a violation raises UnspeechError naming the utterance.
+Every utterance is checked on load: a key not seen before, same dim as the first,
+at least one frame, finite values; a violation raises UnspeechError naming the utterance.
 """
 import json
 import os
@@ -96,9 +96,16 @@ def check_utterance(key: str, mat: np.ndarray, dim: int = None, source: str = ""
     return _checked(key, mat, dim, source)
 
 
+def _unique(key, seen, source):
+    if key in seen:
+        raise UnspeechError(f"duplicate utterance {key}: {source}")
+    seen.add(key)
+
+
 def _read_all(spec):
-    keys, mats, dim = [], [], None
+    keys, mats, dim, seen = [], [], None, set()
     for key, mat in iter_matrices(spec):
+        _unique(key, seen, spec)
         mats.append(_checked(key, mat, dim, spec))
         dim = mat.shape[1]
         keys.append(key)
@@ -139,9 +146,10 @@ def _load_cached(spec, cache_dir):
             data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(n, index["dim"]))
             return FeatureSet(index["keys"], index["lengths"], data, spec)
     ensure_dir(cache_dir)
-    keys, lengths, dim = [], [], None
+    keys, lengths, dim, seen = [], [], None, set()
     with atomic_write(data_path, "wb") as f:
         for key, mat in iter_matrices(spec):
+            _unique(key, seen, spec)
             _checked(key, mat, dim, spec)
             dim = mat.shape[1]
             f.write(np.ascontiguousarray(mat, dtype=np.float32).tobytes())

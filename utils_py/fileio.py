@@ -23,6 +23,18 @@ def temp_name(path: str) -> str:
     return os.path.join(d, f".{base}.tmp.{os.getpid()}")
 
 
+def with_filename(error: OSError, path: str) -> OSError:
+    """``error`` if it names a file, else the same error naming ``path``.
+
+    A failed ``write``/``flush`` (disk full, file too large, I/O error) raises an
+    OSError without a file name; re-raise it as ``raise with_filename(e, path) from e``
+    so that ``run_step`` prints ``ERROR (step): No space left on device: <path>``.
+    """
+    if error.filename is not None or error.errno is None:
+        return error
+    return OSError(error.errno, error.strerror, path)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
     """Context manager yielding a file object; renamed to ``path`` on success."""
@@ -36,11 +48,39 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
         os.fsync(f.fileno())
         f.close()
         os.replace(tmp, path)
-    except BaseException:
-        f.close()
+    except BaseException as e:
+        with contextlib.suppress(OSError):  # flushing the rest fails too when the disk is full
+            f.close()
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(e, OSError) and with_filename(e, path) is not e:
+            raise with_filename(e, path) from e
         raise
+
+
+def remove_stale_temps(path: str) -> None:
+    """Remove temp files of ``path`` (:func:`temp_name`) left by writers that were killed.
+
+    Only temps of processes that no longer exist are removed: a live writer is never
+    disturbed.  Call it before rewriting ``path`` in a step that can be SIGKILLed.
+    """
+    d, base = os.path.split(os.path.abspath(path))
+    prefix = f".{base}.tmp."
+    for name in os.listdir(d) if os.path.isdir(d) else ():
+        pid = name[len(prefix):]
+        if name.startswith(prefix) and pid.isdigit() and not _process_exists(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(d, name))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write_text(path: str, text: str) -> None:

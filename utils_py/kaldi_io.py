@@ -15,6 +15,7 @@ Usage::
     with kaldi_io.MatrixWriter("fbank/raw.1.ark", "fbank/raw.1.scp") as w:
         w.write("utt1", np.zeros((10, 40), np.float32))
 """
+import contextlib
 import os
 import re
 import struct
@@ -23,7 +24,7 @@ import kaldiio
 import numpy as np
 from kaldiio.matio import write_array
 
-from .fileio import atomic_write, ensure_dir, require_file
+from .fileio import atomic_write, ensure_dir, require_file, with_filename
 from .log import UnspeechError
 
 
@@ -167,6 +168,7 @@ class MatrixWriter:
     def __init__(self, ark_path: str, scp_path: str):
         ensure_dir(os.path.dirname(os.path.abspath(ark_path)))
         self.ark_path = os.path.abspath(ark_path)
+        self.scp_path = scp_path
         self._ark = open(self.ark_path, "wb")
         self._scp_ctx = atomic_write(scp_path)
         self._scp = self._scp_ctx.__enter__()
@@ -175,20 +177,32 @@ class MatrixWriter:
     def write(self, key: str, array: np.ndarray) -> None:
         if not key or any(c.isspace() for c in key):
             raise UnspeechError(f"invalid key (empty or with whitespace): {key!r}")
-        self._ark.write((key + " ").encode("utf-8"))
-        offset = self._ark.tell()
-        write_array(self._ark, np.ascontiguousarray(array, dtype=np.float32))
-        self._scp.write(f"{key} {self.ark_path}:{offset}\n")
+        try:
+            self._ark.write((key + " ").encode("utf-8"))
+            offset = self._ark.tell()
+            write_array(self._ark, np.ascontiguousarray(array, dtype=np.float32))
+        except OSError as e:  # disk full: name the ark
+            raise with_filename(e, self.ark_path) from e
+        try:
+            self._scp.write(f"{key} {self.ark_path}:{offset}\n")
+        except OSError as e:
+            raise with_filename(e, self.scp_path) from e
         self.count += 1
 
     def close(self) -> None:
-        self._ark.flush()
-        os.fsync(self._ark.fileno())
-        self._ark.close()
+        try:
+            self._ark.flush()
+            os.fsync(self._ark.fileno())
+            self._ark.close()
+        except OSError as e:
+            error = with_filename(e, self.ark_path)
+            self.abort(error)  # no scp, no temp file
+            raise error from e
         self._scp_ctx.__exit__(None, None, None)
 
     def abort(self, exc=None) -> None:
-        self._ark.close()
+        with contextlib.suppress(OSError):  # a full disk fails the final flush too
+            self._ark.close()
         self._scp_ctx.__exit__(type(exc) if exc else RuntimeError, exc, None)
 
     def __enter__(self):

@@ -93,6 +93,11 @@ decode_cmd=${decode_cmd:-utils/run.pl}
 
 die() { echo "ERROR ($(basename "$0")): $*" >&2; exit 1; }
 log() { echo "$(basename "$0"): $*"; }
+on_error() {  # <exit-code> <line> <command>: any other failed command (Kaldi's) stops us (set -e); say which
+  echo "ERROR ($(basename "$0")): ${3%% *} failed (exit $1, line $2); see its messages above and its logs" \
+       "under ${exp:-exp}/, fix it, then rerun with --stage <the stage logged last>" >&2
+}
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
 case $features in unspeech|ivector) ;; *) die "--features must be unspeech or ivector, got $features" ;; esac
 case $speakers in clustered|original) ;; *) die "--speakers must be clustered or original, got $speakers" ;; esac
 

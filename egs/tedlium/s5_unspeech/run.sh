@@ -51,10 +51,23 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') ($fname:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
 current_stage=
-trap 'rc=$?; [ $rc -ne 0 ] && [ -n "$current_stage" ] && echo "ERROR (run.sh): stage $current_stage failed (exit $rc); see the logs under exp/ and the messages above, then resume with --stage $current_stage" >&2' EXIT
+stage_started=
+failed_logs() {  # job logs written during the current stage that record a failure (run.pl/our runner format)
+  find exp data -name '*.log' -type f -newermt "@$stage_started" 2>/dev/null |
+    xargs -r grep -l -E '^# Ended \(code [1-9]|^ERROR' 2>/dev/null | head -n 3 | tr '\n' ' ' || true
+}
+on_exit() {
+  local rc=$1 logs
+  [ "$rc" -ne 0 ] && [ -n "$current_stage" ] || return 0
+  logs=$(failed_logs)
+  echo "ERROR (run.sh): stage $current_stage failed (exit $rc)${logs:+; failed job log: ${logs% }}; see the" \
+       "messages above (logs under exp/), fix it, then resume with --stage $current_stage" >&2
+}
+trap 'on_exit $?' EXIT
 run_stage() {  # run_stage N "description": true if stage N is selected
   [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ] || return 1
   current_stage=$1
+  stage_started=$(date +%s.%N)
   log "Stage $1: $2"
 }
 

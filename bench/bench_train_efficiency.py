@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""Quality per CPU-minute: objective original vs inbatch at equal wall-clock budgets.
+
+For each corpus (FSDD: utterances of 10 concatenated digits of one speaker, via
+local/prepare_fsdd.py; demo: local/make_demo_corpus.py --size small) and each
+objective, trains with the corpus's recipe conf (conf/train_<corpus>.conf)
+under growing --max-hours budgets -- each budget resumes the previous one's
+checkpoint, so a 15-minute row is the 5-minute run trained on -- and reports
+the held-out context accuracy (balanced pair classification, majority 0.5, the
+same metric for both objectives), its ROC AUC, steps done, and the clustering
+ARI of the test set's utterance vectors (mean of the unspeech rows of an
+utterance, clustered by utils_py.cluster with the recipe's defaults) against
+the true speakers.
+
+    .venv/bin/python bench/bench_train_efficiency.py --budgets 5,15,30
+    .venv/bin/python bench/bench_train_efficiency.py --corpora fsdd --budgets 2 --work-dir /tmp/eff
+"""
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
+FSDD = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd"))
+
+
+def env():
+    e = dict(os.environ)
+    e["PYTHONPATH"] = REPO + os.pathsep + e.get("PYTHONPATH", "")
+    e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e.get("PATH", "")
+    e["LC_ALL"] = "C"
+    return e
+
+
+def sh(cmd, **kw):
+    print("+ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True, env=env(), **kw)
+
+
+def prepare(corpus, work):
+    """Data dirs <work>/<corpus>/data/{train,test} with feats.scp (idempotent)."""
+    root = os.path.join(work, corpus)
+    data = os.path.join(root, "data")
+    if not os.path.isfile(os.path.join(data, "test", "feats.scp")):
+        if corpus == "fsdd":
+            if not os.path.isdir(os.path.join(FSDD, "recordings")):
+                sys.exit(f"FSDD not found at {FSDD}")
+            sh([os.path.join(REPO, "local", "prepare_fsdd.py"), "--wav-dir", os.path.join(root, "wav"), FSDD, data])
+        else:
+            sh([os.path.join(REPO, "local", "make_demo_corpus.py"), "--size", "small", os.path.join(root, "wav"), data])
+        for part in ("train", "test"):
+            sh([os.path.join(REPO, "steps_unspeech", "make_fbank.sh"), "--nj", "2", "--fbank-config",
+                os.path.join(RECIPE, "conf", "fbank.conf"), os.path.join(data, part),
+                os.path.join(root, "log", part), os.path.join(root, "fbank")])
+    return data
+
+
+def clustering_ari(model_dir, data_dir):
+    """ARI of the test utterances' clusters vs their speakers (None if the pieces are missing)."""
+    try:
+        from sklearn.metrics import adjusted_rand_score
+
+        from utils_py import cluster, datadir, extract, kaldi_io
+        from utils_py.model import load_model_dir
+    except ImportError as e:
+        print(f"clustering hook unavailable: {e}")
+        return None
+    import numpy as np
+    model = load_model_dir(model_dir)
+    ex = extract.Extractor(model, period=10)
+    gold_file = os.path.join(data_dir, "utt2spk.gold")
+    gold = datadir.read_table(gold_file if os.path.isfile(gold_file) else os.path.join(data_dir, "utt2spk"))
+    feats = os.path.join(data_dir, "feats.scp")
+    keys, vecs = [], []
+    for key, rows in ex.extract(kaldi_io.iter_matrices(feats), feats):
+        keys.append(key)
+        vecs.append(np.asarray(rows).mean(axis=0))
+    result = cluster.cluster_vectors(np.stack(vecs), cluster.ClusterOptions())
+    hyp = cluster.speaker_ids(keys, result.labels)
+    return float(adjusted_rand_score([gold[k] for k in keys], [hyp[k] for k in keys]))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budgets", default="5,15,30", help="wall-clock minutes, comma-separated, ascending")
+    p.add_argument("--corpora", default="fsdd,demo")
+    p.add_argument("--objectives", default="original,inbatch")
+    p.add_argument("--opts", default="", help="more train_unspeech options for every run")
+    p.add_argument("--original-opts", default="", help="more options for --objective original runs")
+    p.add_argument("--inbatch-opts", default="", help="more options for --objective inbatch runs")
+    p.add_argument("--no-ari", action="store_true", help="skip the clustering of the test set")
+    p.add_argument("--work-dir", default="/tmp/unspeech_bench_efficiency")
+    p.add_argument("--note", default="", help="free text for the results file (e.g. other load)")
+    p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "bench_train_efficiency.md"))
+    args = p.parse_args(argv)
+    from bench_train import machine  # same directory
+    budgets = [float(b) for b in args.budgets.split(",")]
+    rows = []
+    for corpus in args.corpora.split(","):
+        data = prepare(corpus, args.work_dir)
+        conf = os.path.join(RECIPE, "conf", f"train_{corpus}.conf")
+        for objective in args.objectives.split(","):
+            model_dir = os.path.join(args.work_dir, corpus, f"model_{objective}")
+            extra = shlex.split(args.opts) + shlex.split(getattr(args, f"{objective}_opts"))
+            for minutes in budgets:
+                t = time.time()
+                sh([os.path.join(REPO, "steps_unspeech", "train_unspeech.py"), "--config", conf,
+                    "--objective", objective, "--steps", "100000000", "--max-hours", f"{minutes / 60:.6f}",
+                    *extra, os.path.join(data, "train"), model_dir])
+                with open(os.path.join(model_dir, "metrics.json")) as f:
+                    m = json.load(f)
+                ari = None if args.no_ari else clustering_ari(model_dir, os.path.join(data, "test"))
+                row = {"corpus": corpus, "objective": objective, "minutes": minutes, "step": m["step"],
+                       "val_accuracy": m["val_accuracy"], "val_auc": m["val_auc"],
+                       "pairs_per_second": m["pairs_per_second"], "ari": ari, "run_seconds": time.time() - t}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    import tensorflow as tf
+    lines = ["# bench_train_efficiency: objective original vs inbatch at equal wall-clock budgets", "",
+             f"Machine: {machine()}; TensorFlow {tf.__version__}, {time.strftime('%Y-%m-%d %H:%M')}.",
+             "Each corpus trains with its recipe conf (egs/tedlium/s5_unspeech/conf/train_<corpus>.conf), "
+             "--objective switched, --max-hours = budget (each budget resumes the previous one).",
+             "Held-out context accuracy: fixed balanced sample (majority 0.5) from utterances not trained on. "
+             "ARI: test-set utterance vectors (mean unspeech row) clustered with utils_py.cluster defaults vs "
+             "true speakers.", ""]
+    if args.note:
+        lines += [f"Note: {args.note}", ""]
+    if args.opts or args.original_opts or args.inbatch_opts:
+        lines += [f"Extra options: all `{args.opts}`, original `{args.original_opts}`, "
+                  f"inbatch `{args.inbatch_opts}`", ""]
+    lines += ["| corpus | objective | budget (min) | steps | held-out context acc | val AUC | test ARI | pairs/s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ari = "n/a" if r["ari"] is None else f"{r['ari']:.3f}"
+        lines.append(f"| {r['corpus']} | {r['objective']} | {r['minutes']:g} | {r['step']} | "
+                     f"{r['val_accuracy']:.3f} | {r['val_auc']:.3f} | {ari} | {r['pairs_per_second']:.0f} |")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(rows, f, indent=1)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

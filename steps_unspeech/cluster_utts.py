@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Cluster utterances into pseudo-speakers (HDBSCAN on one vector per utterance) and,
+given gold speakers, score the clustering and same/different-speaker trials.
+Python side of cluster_utts.sh; writes <out-dir>/{utt2spk,spk2utt,clusters.txt,
+scores.json,embedding_map.png,.done}."""
+import os
+import sys
+
+try:
+    import utils_py  # noqa: F401
+except ImportError:  # run directly, not via path.sh
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+
+from utils_py.cli import parse_args, step_parser, str2bool  # noqa: E402
+from utils_py.cluster import ALGORITHMS, METRICS, MODES, OUTLIER_MODES, ClusterOptions, cluster_utts  # noqa: E402
+from utils_py.log import get_logger, run_step  # noqa: E402
+
+EPILOG = """Input: an extraction dir (utt_vectors.scp if present, else the mean of each
+utterance's ivector_online.scp rows) or an scp/ark of vectors or matrices.
+Vectors: [first --half-index dims] -> [minus the set mean] -> L2 norm -> [PCA] -> HDBSCAN.
+Outputs (utt2spk keyed by the input utterance ids, speakers unspk0000001.. by size):
+  utt2spk, spk2utt     clustered speakers (--mode cluster); outliers per --outliers
+  clusters.txt         <utt> <cluster index, -1 = outlier>
+  scores.json          with --utt2spk: ari nmi v_measure purity num_clusters ... eer min_dcf_p0.01 ...
+  embedding_map.png    2-D PCA (+ t-SNE up to 2000 utts), by cluster and by gold speaker
+  .done                written last; a rerun with the same inputs and options does nothing
+Example:
+  cluster_utts.py --utt2spk data/test/utt2spk.gold exp/unspeech/ivectors_test exp/unspeech/cluster_test"""
+
+
+def build_parser():
+    d = ClusterOptions()
+    p = step_parser(__doc__, EPILOG)
+    p.add_argument("--utt2spk", default="none", help="gold utt2spk to score against, or none")
+    p.add_argument("--mode", choices=MODES, default="cluster",
+                   help="cluster: cluster (+ scores with gold); samedifferent: only same/different trials (needs gold)")
+    p.add_argument("--half-index", type=int, default=0, help="keep the first N dims (target part); 0 = all")
+    p.add_argument("--subtract-mean", type=str2bool, default=d.subtract_mean, help="subtract the mean over the set")
+    p.add_argument("--l2-normalize", type=str2bool, default=d.l2_normalize, help="length-normalise the vectors")
+    p.add_argument("--pca-dim", type=int, default=d.pca_dim, help="PCA to this many dims before HDBSCAN; 0 = off")
+    p.add_argument("--min-cluster-size", type=int, default=d.min_cluster_size, help="HDBSCAN min_cluster_size")
+    p.add_argument("--min-samples", type=int, default=d.min_samples, help="HDBSCAN min_samples")
+    p.add_argument("--metric", choices=METRICS, default=d.metric, help="HDBSCAN metric")
+    p.add_argument("--algorithm", choices=ALGORITHMS, default=d.algorithm,
+                   help="minimum spanning tree: blas (exact, matrix products, euclidean only) or "
+                        "boruvka_kdtree (hdbscan's own, any metric; slow in high dims)")
+    p.add_argument("--outliers", choices=OUTLIER_MODES, default=d.outliers,
+                   help="own: each outlier its own speaker; nearest: attach to the nearest cluster centroid")
+    p.add_argument("--max-exact", type=int, default=d.max_exact,
+                   help="above N utterances cluster a seeded sample of N, assign the rest to the nearest "
+                        "centroid; 0 = always exact")
+    p.add_argument("--max-pairs", type=int, default=1_000_000,
+                   help="trials for EER/minDCF: all pairs up to N, else a seeded sample of N")
+    p.add_argument("--plot", type=str2bool, default=True, help="write embedding_map.png")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every sample (PCA fit, two-stage, trials)")
+    p.add_argument("--num-threads", type=int, default=d.num_threads, help="threads for HDBSCAN core distances")
+    p.add_argument("vector_dir", help="extraction dir (utt_vectors.scp / ivector_online.scp) or scp/ark file")
+    p.add_argument("out_dir", help="output dir")
+    return p
+
+
+def main(argv=None):
+    args = parse_args(build_parser(), argv)
+    opts = ClusterOptions(min_cluster_size=args.min_cluster_size, min_samples=args.min_samples,
+                          metric=args.metric, algorithm=args.algorithm, outliers=args.outliers,
+                          subtract_mean=args.subtract_mean, l2_normalize=args.l2_normalize, pca_dim=args.pca_dim,
+                          max_exact=args.max_exact, seed=args.seed, num_threads=args.num_threads)
+    gold = None if args.utt2spk.lower() in ("none", "") else args.utt2spk
+    cluster_utts(args.vector_dir, args.out_dir, gold=gold, opts=opts, mode=args.mode, half_index=args.half_index,
+                 max_pairs=args.max_pairs, plot=args.plot, log=get_logger("cluster_utts"))
+
+
+if __name__ == "__main__":
+    run_step("cluster_utts", main)

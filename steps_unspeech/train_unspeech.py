@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Train the unspeech context model on Kaldi features.
+
+    train_unspeech.py [options] <data-dir> <model-dir>          # uses <data-dir>/feats.scp
+    train_unspeech.py [options] --filelist feats.scp <model-dir>  # any scp or ark
+
+Writes <model-dir>/{final.weights.npz,config.json,metrics.json,training_curves.png},
+checkpoints/, tb/ and log/train.log.  Rerun the same command to resume.
+"""
+import logging
+import os
+import sys
+
+try:
+    import utils_py  # noqa: F401
+except ImportError:  # run directly, not via path.sh
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from utils_py import train  # noqa: E402
+from utils_py.cli import parse_args, step_parser  # noqa: E402
+from utils_py.fileio import ensure_dir, require_file  # noqa: E402
+from utils_py.log import UnspeechError, error_line, get_logger, run_step  # noqa: E402
+
+STEP = "train_unspeech"
+
+EPILOG = """Examples:
+  train_unspeech.py --config conf/train_demo.conf data/train exp/unspeech
+  train_unspeech.py --filelist data/train/feats.scp --spk2utt data/train/spk2utt \\
+      --window-length 64 --steps 400000 exp/unspeech_64
+Defaults are the unspeech-64-ted settings (Vgg16big, 64-frame windows, 2+2 contexts,
+4 negatives); the recipe confs conf/train_{demo,fsdd,tedlium}.conf override them."""
+
+
+def parser():
+    p = step_parser("Train the unspeech context model (siamese CNN, target vs context windows).", EPILOG)
+    p.add_argument("--filelist", default="",
+                   help="feature scp or ark to train on instead of <data-dir>/feats.scp")
+    train.add_options(p)
+    p.add_argument("dirs", nargs="+", metavar="[<data-dir>] <model-dir>",
+                   help="data dir with feats.scp (omit with --filelist) and the output model dir")
+    return p
+
+
+def main(argv=None):
+    args = parse_args(parser(), argv)
+    if args.filelist:
+        if len(args.dirs) != 1:
+            raise UnspeechError(f"with --filelist give only <model-dir>, got: {' '.join(args.dirs)}")
+        feats, model_dir = args.filelist, args.dirs[0]
+    else:
+        if len(args.dirs) != 2:
+            raise UnspeechError(f"need <data-dir> <model-dir> (or --filelist <scp> <model-dir>), "
+                                f"got: {' '.join(args.dirs)}")
+        feats, model_dir = os.path.join(args.dirs[0], "feats.scp"), args.dirs[1]
+        require_file(feats, "feats.scp of the data dir")
+    log = get_logger(STEP)
+    log_path = os.path.join(ensure_dir(os.path.join(model_dir, "log")), "train.log")
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s (%(name)s) %(message)s", "%Y-%m-%d %H:%M:%S"))
+    log.addHandler(handler)
+    log.info(" ".join([os.path.basename(sys.argv[0])] + (sys.argv[1:] if argv is None else list(argv))))
+    try:
+        train.run(train.options_of(args), feats, model_dir, log=log)
+    except UnspeechError as e:
+        handler.stream.write(error_line(STEP, e) + "\n")
+        raise
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return 0
+
+
+if __name__ == "__main__":
+    run_step(STEP, main)

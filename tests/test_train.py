@@ -1,0 +1,248 @@
+"""Training: objectives (hand-computed), CLI end to end, resume after SIGKILL, bad input."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, run_cmd, step_env
+from utils_py import kaldi_io
+from utils_py.model import WEIGHTS_FILE, UnspeechModel, load_model_dir
+
+TRAIN_PY = os.path.join(REPO, "steps_unspeech", "train_unspeech.py")
+TRAIN_SH = os.path.join(REPO, "steps_unspeech", "train_unspeech.sh")
+TINY = ["--embedding-transformation", "VggCpu", "--window-length", "16", "--window-neg-length", "16",
+        "--left-contexts", "1", "--right-contexts", "1", "--negative-samples", "2", "--fc-size", "16",
+        "--embedding-size", "8", "--batch-size", "4", "--val-fraction", "0.2", "--val-pairs", "20",
+        "--log-every", "3", "--checkpoint-every", "3"]
+
+
+def softplus(x):
+    return math.log1p(math.exp(-abs(x))) + max(x, 0.0)
+
+
+# ---------------------------------------------------------------- objectives
+def test_pair_loss_value():
+    from utils_py import objectives as obj
+    loss, acc, chance = obj.pair_loss(np.array([[1.0, 1.0], [1.0, 0.0]], np.float32),
+                                      np.array([[1.0, 1.0], [-1.0, 3.0]], np.float32), np.array([1.0, 0.0]))
+    # logits 2 and -1: CE = softplus(-2) and softplus(-1)
+    assert float(loss) == pytest.approx((softplus(-2) + softplus(-1)) / 2, rel=1e-5)
+    assert float(acc) == 1.0 and float(chance) == 0.5
+
+
+# B = 2 targets, K = 2 contexts each: contexts 0, 1 belong to target 0; 2, 3 to target 1.
+T_EMB = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+C_EMB = np.array([[2.0, 0.0], [1.0, 0.5], [0.0, 1.0], [1.0, 0.0]], np.float32)
+# logits[i, j] = <t_i, c_j>: target 0: [2, 1, 0, 1], target 1: [0, 0.5, 1, 0]
+
+
+def test_inbatch_labels_and_mask():
+    from utils_py import objectives as obj
+    labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
+    np.testing.assert_array_equal(labels.numpy(), [[1, 1, 0, 0], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(mask.numpy(), np.ones((2, 4)))
+    labels, mask = obj.inbatch_targets(np.array([7, 7]), 2)   # same utterance: no negatives between them
+    np.testing.assert_array_equal(mask.numpy(), labels.numpy())
+    _, mask = obj.inbatch_targets(np.array([5, 6, 5]), 1)
+    np.testing.assert_array_equal(mask.numpy(), [[1, 1, 0], [1, 1, 1], [0, 1, 1]])
+
+
+def test_inbatch_softmax_hand_computed():
+    from utils_py import objectives as obj
+    labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
+    loss, acc, chance = obj.inbatch_loss(T_EMB, C_EMB, labels, mask, "softmax")
+    # per context: -log softmax over the two targets of its own target's logit
+    expected = (softplus(0 - 2) + softplus(0.5 - 1) + softplus(0 - 1) + softplus(1 - 0)) / 4
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(acc) == 0.75          # context 3 prefers target 0
+    assert float(chance) == 0.5
+    labels, mask = obj.inbatch_targets(np.array([7, 7]), 2)
+    loss, acc, chance = obj.inbatch_loss(T_EMB, C_EMB, labels, mask, "softmax")
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and float(chance) == 1.0  # only the own target left
+
+
+def test_inbatch_sigmoid_hand_computed():
+    from utils_py import objectives as obj
+    labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
+    loss, acc, chance = obj.inbatch_loss(T_EMB, C_EMB, labels, mask, "sigmoid")
+    pos = [2, 1, 1, 0]       # own pairs: CE = softplus(-x)
+    neg = [0, 1, 0, 0.5]     # other pairs: CE = softplus(x)
+    expected = 0.5 * np.mean([softplus(-x) for x in pos]) + 0.5 * np.mean([softplus(x) for x in neg])
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(acc) == pytest.approx(0.5 * 3 / 4 + 0.5 * 2 / 4)   # logit > 0: 3 of 4 positives, 2 of 4 negatives
+    assert float(chance) == 0.5
+
+
+# ---------------------------------------------------------------- data
+@pytest.fixture(scope="module")
+def feats_dir(tmp_path_factory):
+    """12 utterances of 3 'speakers', 16-dim smooth features with a speaker offset."""
+    d = tmp_path_factory.mktemp("feats")
+    rng = np.random.default_rng(0)
+    with kaldi_io.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
+        for u in range(12):
+            walk = np.cumsum(rng.normal(0, 0.3, (90 + 5 * u, 16)), axis=0)
+            w.write(f"spk{u % 3}-utt{u:02d}", (walk + 4.0 * (u % 3) + 10).astype(np.float32))
+    with open(d / "spk2utt", "w") as f:
+        for s in range(3):
+            f.write(f"spk{s} " + " ".join(f"spk{s}-utt{u:02d}" for u in range(s, 12, 3)) + "\n")
+    return d
+
+
+def train_cmd(feats_dir, model_dir, *extra, script=TRAIN_PY):
+    return [script, "--filelist", str(feats_dir / "feats.scp"), *TINY, *extra, str(model_dir)]
+
+
+# ---------------------------------------------------------------- end to end
+def test_train_outputs_rerun_and_extend(feats_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "6", script=TRAIN_SH))
+    assert p.returncode == 0, p.stderr
+    for f in ("final.weights.npz", "config.json", "metrics.json", "training_curves.png", "log/train.log",
+              "checkpoints/last.npz"):
+        assert (model_dir / f).is_file(), f
+    assert any(n.startswith("events.") for n in os.listdir(model_dir / "tb"))
+    cfg = json.loads((model_dir / "config.json").read_text())
+    from utils_py.train import OPTIONS
+    assert cfg["feature_dim"] == 16 and all(name in cfg for name, *_ in OPTIONS)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["step"] == 6 and 0.0 <= metrics["val_accuracy"] <= 1.0
+    assert metrics["train_utterances"] + metrics["val_utterances"] == 12 and metrics["val_utterances"] == 2
+    assert metrics["pairs_per_second"] > 0 and metrics["model_id"] == load_model_dir(str(model_dir)).model_id
+    log = (model_dir / "log" / "train.log").read_text()
+    assert "step 6/6" in log and "held-out context acc" in log and "pairs/s" in log
+    assert "dropped 0 shorter than one positive sample (48 frames)" in log
+
+    mtime = os.path.getmtime(model_dir / WEIGHTS_FILE)
+    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "6", script=TRAIN_SH))
+    assert p.returncode == 0 and "already trained" in p.stderr
+    assert os.path.getmtime(model_dir / WEIGHTS_FILE) == mtime
+
+    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "9"))
+    assert p.returncode == 0, p.stderr
+    assert "resuming from" in p.stderr and "at step 6" in p.stderr
+    assert json.loads((model_dir / "metrics.json").read_text())["step"] == 9
+
+    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "9", "--learn-rate", "0.1"))
+    assert p.returncode != 0 and "learn_rate: 0.0003 -> 0.1" in p.stderr.strip().splitlines()[-1]
+
+
+def test_resume_after_sigkill(feats_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    cmd = train_cmd(feats_dir, model_dir, "--steps", "400", "--checkpoint-every", "10", "--log-every", "100",
+                    "--dropout-keep-prob", "1.0")
+    proc = subprocess.Popen(cmd, env=step_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = model_dir / "checkpoints" / "last.npz"
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (model_dir / "metrics.json").exists(), "killed after a checkpoint, before the end"
+
+    p = run_cmd(cmd)
+    assert p.returncode == 0, p.stderr
+    resumed_at = int(p.stderr.split("at step ")[1].split()[0])
+    assert 0 < resumed_at < 400 and resumed_at % 10 == 0
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["step"] == 400
+    assert [h["step"] for h in metrics["history"]] == [100, 200, 300, 400]
+
+
+def test_inbatch_objective_same_model_class(feats_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "9", "--objective", "inbatch",
+                          "--spk2utt", str(feats_dir / "spk2utt"), "--final-model", "best"))
+    assert p.returncode == 0, p.stderr
+    m = load_model_dir(str(model_dir))
+    assert isinstance(m, UnspeechModel) and m.config["objective"] == "inbatch"
+    assert m.embed(np.zeros((2, 16, 16), np.float32)).shape == (2, 8)
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    best = max(metrics["history"], key=lambda h: h["val_accuracy"])   # first of equals, as training keeps it
+    assert metrics["final_model_step"] == metrics["best_val_step"] == best["step"]
+    assert metrics["val_accuracy"] == best["val_accuracy"] and metrics["step"] == 9
+    best_weights = np.load(model_dir / "checkpoints" / "best.npz")  # final model = best checkpoint
+    for path, w in m.get_weights().items():
+        np.testing.assert_array_equal(w, best_weights["model/" + path])
+
+
+def test_help_lists_every_option():
+    from utils_py.train import OPTIONS
+    p = run_cmd([TRAIN_SH, "--help"])
+    assert p.returncode == 0
+    for name, _, default, _ in OPTIONS:
+        assert "--" + name.replace("_", "-") in p.stdout
+    assert "--filelist" in p.stdout and "(default: Vgg16big)" in p.stdout
+
+
+# ---------------------------------------------------------------- bad input
+def write_feats(d, mats):
+    with kaldi_io.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
+        for key, m in mats:
+            w.write(key, np.asarray(m, np.float32))
+    return d / "feats.scp"
+
+
+def bad_inputs(tmp_path):
+    ok = np.ones((60, 16))
+    nan = ok.copy()
+    nan[7, 3] = np.nan
+    cases = {
+        "dim": (write_feats(tmp_path / "dim", [("a", ok), ("b", np.ones((60, 17)))]), [], "utterance b has feature dim 17"),
+        "nan": (write_feats(tmp_path / "nan", [("a", ok), ("b", nan)]), [], "utterance b has NaN/Inf"),
+        "short": (write_feats(tmp_path / "short", [("a", ok[:40]), ("b", ok[:47])]), [],
+                  "every utterance is shorter than one positive sample (48 frames"),
+        "unreadable": (tmp_path / "missing.scp", [], "not found"),
+        "window": (write_feats(tmp_path / "window", [("a", ok), ("b", ok)]),
+                   ["--window-length", "8"], "--window-length=8 is smaller than the 16 frames VggCpu needs"),
+    }
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "feats.scp").write_text("a /nonexistent/x.ark:12\n")
+    cases["garbage"] = (tmp_path / "garbage" / "feats.scp", [], "cannot read matrix of utterance a")
+    return cases
+
+
+@pytest.mark.parametrize("case", ["dim", "nan", "short", "unreadable", "window", "garbage"])
+def test_bad_input_one_line_error(tmp_path, case):
+    for d in ("dim", "nan", "short", "window"):
+        (tmp_path / d).mkdir()
+    scp, extra, message = bad_inputs(tmp_path)[case]
+    p = run_cmd([TRAIN_PY, "--filelist", str(scp), *TINY, *extra, "--steps", "2", str(tmp_path / "model")])
+    assert p.returncode != 0
+    err = [line for line in p.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(err) == 1 and err[0].startswith("ERROR (train_unspeech): ") and message in err[0], p.stderr
+    assert not (tmp_path / "model" / "metrics.json").exists()
+
+
+def test_data_dir_without_feats_is_an_error(tmp_path):
+    p = run_cmd([TRAIN_SH, str(tmp_path), str(tmp_path / "model")])
+    assert p.returncode != 0 and "no feats.scp in data dir" in p.stderr
+
+
+def test_mirrored_strategy_code_path(feats_dir, tmp_path):
+    """Two logical CPU devices stand in for two GPUs: the MirroredStrategy step runs and learns."""
+    script = f"""
+import sys, json
+sys.path.insert(0, {REPO!r})
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from utils_py import train
+cfg = train.default_options()
+cfg.update(embedding_transformation="VggCpu", window_length=16, window_neg_length=16, left_contexts=1,
+           right_contexts=1, negative_samples=2, fc_size=16, embedding_size=8, batch_size=4, steps=4,
+           log_every=2, checkpoint_every=2, val_pairs=20, val_fraction=0.2)
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+m = train.run(cfg, {str(feats_dir / 'feats.scp')!r}, {str(tmp_path / 'model')!r}, strategy=strategy)
+print(json.dumps({{"step": m["step"], "loss": m["loss"]}}))
+"""
+    p = subprocess.run([sys.executable, "-c", script], env=step_env(), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert out["step"] == 4 and math.isfinite(out["loss"])

@@ -1,0 +1,373 @@
+"""The unspeech siamese context model: two towers (target, context) -> embeddings.
+
+Each tower = conv stack (the "embedding transformation", a 2-D CNN over the
+window seen as a frames x fbank-bins image) -> head (flatten -> fc with leaky
+ReLU 0.2 and dropout -> linear embedding [-> L2 norm] [-> trainable scale]).
+The logit of a (target, context) pair is the dot product of their embeddings.
+With ``tied_embeddings_transforms`` the two towers share the conv stack (as in
+the original unspeech); the heads are always separate.
+
+Usage::
+
+    from utils_py.model import build_model, load_model_dir
+
+    m = build_model({"feature_dim": 40, "window_length": 32, "window_neg_length": 32,
+                     "embedding_transformation": "Vgg16"})   # missing keys: MODEL_DEFAULTS
+    emb = m.embed(windows)                     # (N, 32, 40) -> (N, 100) float32
+    fmap = m.conv_stack("target")(utt[None])   # any T >= m.min_frames
+    emb1 = m.head("target")(fmap[:, :2])       # one window's slice of the map
+    m.save("exp/unspeech")                     # config.json + final.weights.npz
+    m = load_model_dir("exp/unspeech")
+
+Transforms (``MODEL_TRANSFORMS``): ``Vgg16`` / ``Vgg16big`` (original filters,
+4 / 5 max pools, min window 16 / 32 frames), ``VggCpu`` (one conv per stage,
+narrow: the fast CPU default of our small-corpus confs), ``Resnet`` (pre-activation
+residual blocks with a per-position LayerNorm over channels -- no batch
+statistics, so it trains in the siamese setting and is translation-equivariant
+like the VGGs).
+"""
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from .fileio import atomic_write, atomic_write_text, require_file
+from .log import UnspeechError
+
+# TensorFlow/Keras 3 are imported on first use (_load_tf), so that option
+# parsing, --help and input checks of the steps do not pay for the import.
+keras = tf = _Scale = _Standardize = None
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "final.weights.npz"
+
+# name -> (kind, stages). vgg stage = (convs, filters) then a 2x2 max pool;
+# resnet stage = filters of one residual block (two 3x3 convs) then a pool.
+MODEL_TRANSFORMS = {
+    "Vgg16": ("vgg", [(2, 16), (2, 32), (3, 64), (3, 128)]),
+    "Vgg16big": ("vgg", [(2, 32), (2, 64), (3, 128), (3, 256), (3, 512)]),
+    "VggCpu": ("vgg", [(1, 16), (1, 32), (1, 64), (1, 64)]),
+    "Resnet": ("resnet", [16, 32, 64, 128]),
+}
+
+# Options of the model itself (the unspeech-64-ted settings); training options live in utils_py.train.
+MODEL_DEFAULTS = {
+    "window_length": 64,
+    "window_neg_length": 64,
+    "left_contexts": 2,
+    "right_contexts": 2,
+    "embedding_transformation": "Vgg16big",
+    "embedding_size": 100,
+    "fc_size": 2048,
+    "tied_embeddings_transforms": True,
+    "unit_normalize_var": True,
+    "unit_normalize": False,
+    "dropout_keep_prob": 0.9,
+    "mixed_precision": False,
+    "input_normalization": True,
+}
+MODEL_KEYS = tuple(MODEL_DEFAULTS) + ("feature_dim",)
+
+LEAK = 0.2
+
+
+def min_frames_of(transform: str) -> int:
+    """Smallest window (and feature dim) a transform accepts: 2 ** number of pools."""
+    if transform not in MODEL_TRANSFORMS:
+        raise UnspeechError(f"unknown --embedding-transformation {transform} "
+                            f"(choose from {', '.join(MODEL_TRANSFORMS)})")
+    return 2 ** len(MODEL_TRANSFORMS[transform][1])
+
+
+def check_model_config(config: dict) -> dict:
+    """``config`` with MODEL_DEFAULTS filled in; UnspeechError for impossible values."""
+    cfg = dict(MODEL_DEFAULTS)
+    cfg.update(config)
+    if "feature_dim" not in cfg:
+        raise UnspeechError("model config has no feature_dim")
+    need = min_frames_of(cfg["embedding_transformation"])
+    for key in ("window_length", "window_neg_length"):
+        if int(cfg[key]) < need:
+            raise UnspeechError(
+                f"--{key.replace('_', '-')}={cfg[key]} is smaller than the {need} frames "
+                f"{cfg['embedding_transformation']} needs (2^pools)")
+    if int(cfg["feature_dim"]) < need:
+        raise UnspeechError(f"feature dim {cfg['feature_dim']} is smaller than the {need} bins "
+                            f"{cfg['embedding_transformation']} needs (2^pools)")
+    for key in ("embedding_size", "fc_size"):
+        if int(cfg[key]) < 1:
+            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
+    if not 0.0 < float(cfg["dropout_keep_prob"]) <= 1.0:
+        raise UnspeechError(f"--dropout-keep-prob must be in (0, 1], got {cfg['dropout_keep_prob']}")
+    return cfg
+
+
+def _load_tf():
+    """Import TensorFlow + Keras and define our layer classes (once)."""
+    global keras, tf, _Scale, _Standardize
+    if keras is not None:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras as keras_
+    import tensorflow as tf_
+    keras, tf = keras_, tf_
+
+    class Scale(keras.layers.Layer):
+        """One trainable scalar multiplying its input (``unit_normalize_var``)."""
+
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+        def call(self, x):
+            return x * keras.ops.cast(self.scale, x.dtype)
+
+    class Standardize(keras.layers.Layer):
+        """(x - mean) / std per feature bin; fixed (non-trainable) statistics of the training data."""
+
+        def build(self, input_shape):
+            dim = input_shape[-1]
+            self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
+            self.std = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="std")
+
+        def call(self, x):
+            return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
+
+    _Scale, _Standardize = Scale, Standardize
+
+
+def _conv(x, filters, name, policy, kernel=3, activation=True):
+    x = keras.layers.Conv2D(
+        filters, kernel, padding="same", name=name, dtype=policy,
+        kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"),
+        bias_initializer=keras.initializers.Constant(0.001))(x)
+    if activation:
+        x = keras.layers.LeakyReLU(LEAK, name=name + "_act", dtype=policy)(x)
+    return x
+
+
+def _build_conv_stack(cfg, prefix, policy):
+    """(N, T, D) -> (N, T // 2^p, D // 2^p, C), fully convolutional in T."""
+    kind, stages = MODEL_TRANSFORMS[cfg["embedding_transformation"]]
+    inp = keras.Input((None, cfg["feature_dim"]), name=f"{prefix}_frames")
+    x = inp
+    if cfg["input_normalization"]:
+        x = _Standardize(name=f"{prefix}_input_norm")(x)
+    x = keras.layers.Reshape((-1, cfg["feature_dim"], 1), name=f"{prefix}_image")(x)
+    for s, stage in enumerate(stages, 1):
+        if kind == "vgg":
+            convs, filters = stage
+            for c in range(1, convs + 1):
+                x = _conv(x, filters, f"{prefix}_conv{s}_{c}", policy)
+        else:  # pre-activation residual block, LayerNorm over channels per (t, f) position
+            filters = stage
+            if s == 1:
+                x = _conv(x, filters, f"{prefix}_stem", policy, activation=False)
+            shortcut = x
+            if x.shape[-1] != filters:
+                shortcut = _conv(x, filters, f"{prefix}_proj{s}", policy, kernel=1, activation=False)
+            for c in (1, 2):
+                x = keras.layers.LayerNormalization(axis=-1, name=f"{prefix}_norm{s}_{c}", dtype=policy)(x)
+                x = keras.layers.LeakyReLU(LEAK, name=f"{prefix}_act{s}_{c}", dtype=policy)(x)
+                x = _conv(x, filters, f"{prefix}_conv{s}_{c}", policy, activation=False)
+            x = keras.layers.Add(name=f"{prefix}_add{s}", dtype=policy)([shortcut, x])
+            if s == len(stages):
+                x = keras.layers.LeakyReLU(LEAK, name=f"{prefix}_act_out", dtype=policy)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"{prefix}_pool{s}", dtype=policy)(x)
+    return keras.Model(inp, x, name=f"{prefix}_conv_stack")
+
+
+def _build_head(cfg, prefix, fmap_shape, scale, policy):
+    """Conv feature map of one window -> embedding (float32)."""
+    inp = keras.Input(fmap_shape, name=f"{prefix}_fmap")
+    x = keras.layers.Flatten(name=f"{prefix}_flatten", dtype=policy)(inp)
+    x = keras.layers.Dense(cfg["fc_size"], name=f"{prefix}_fc", dtype=policy,
+                           kernel_initializer=keras.initializers.VarianceScaling(2.0, "fan_in", "truncated_normal"),
+                           bias_initializer=keras.initializers.Constant(0.001))(x)
+    x = keras.layers.LeakyReLU(LEAK, name=f"{prefix}_fc_act", dtype=policy)(x)
+    rate = 1.0 - float(cfg["dropout_keep_prob"])
+    if rate > 0:
+        x = keras.layers.Dropout(rate, name=f"{prefix}_dropout", dtype=policy)(x)
+    x = keras.layers.Dense(cfg["embedding_size"], name=f"{prefix}_embedding", dtype="float32",
+                           kernel_initializer=keras.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"),
+                           bias_initializer=keras.initializers.Constant(0.001))(x)
+    if cfg["unit_normalize"]:
+        x = keras.layers.UnitNormalization(axis=-1, name=f"{prefix}_unit_norm", dtype="float32")(x)
+    if scale is not None:
+        x = scale(x)
+    return keras.Model(inp, x, name=f"{prefix}_head")
+
+
+class UnspeechModel:
+    """Both towers of a built model plus inference helpers (see module docstring)."""
+
+    def __init__(self, config: dict):
+        cfg = check_model_config(config)
+        _load_tf()
+        self.config = cfg
+        self.min_frames = min_frames_of(cfg["embedding_transformation"])
+        policy = "mixed_bfloat16" if cfg["mixed_precision"] else "float32"
+        tied = bool(cfg["tied_embeddings_transforms"])
+        conv_t = _build_conv_stack(cfg, "shared" if tied else "target", policy)
+        conv_c = conv_t if tied else _build_conv_stack(cfg, "context", policy)
+        scale = _Scale(name="unit_normalize_var", dtype="float32") if cfg["unit_normalize_var"] else None
+        self._conv = {"target": conv_t, "context": conv_c}
+        self._head, towers = {}, {}
+        for tower, length in (("target", cfg["window_length"]), ("context", cfg["window_neg_length"])):
+            fmap = conv_t.output.shape[2:]  # (D', C)
+            fmap_shape = (int(length) // 2 ** (len(MODEL_TRANSFORMS[cfg["embedding_transformation"]][1])),) + \
+                tuple(int(v) for v in fmap)
+            self._head[tower] = _build_head(cfg, tower, fmap_shape, scale, policy)
+            inp = keras.Input((int(length), cfg["feature_dim"]), name=f"{tower}_window")
+            towers[tower] = keras.Model(inp, self._head[tower](self._conv[tower](inp)), name=f"{tower}_tower")
+        self.target_tower = towers["target"]
+        self.context_tower = towers["context"]
+        self._embed_fn = {}
+        names = [v.path for v in self.variables]
+        if len(set(names)) != len(names):  # would make saved weights ambiguous
+            raise RuntimeError(f"duplicate variable names in model: {names}")
+
+    @property
+    def variables(self) -> list:
+        """All model variables (shared ones once), in a fixed order."""
+        seen, out = set(), []
+        for m in (self.target_tower, self.context_tower):
+            for v in m.weights:
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    out.append(v)
+        return out
+
+    @property
+    def trainable_variables(self) -> list:
+        return [v for v in self.variables if v.trainable]
+
+    @property
+    def l2_variables(self) -> list:
+        """Kernels that get the l2 penalty (conv and dense kernels, as in the original)."""
+        return [v for v in self.trainable_variables if v.path.endswith("/kernel")]
+
+    def tower(self, tower: str = "target") -> "keras.Model":
+        return {"target": self.target_tower, "context": self.context_tower}[_check_tower(tower)]
+
+    def window_length_of(self, tower: str = "target") -> int:
+        key = "window_length" if _check_tower(tower) == "target" else "window_neg_length"
+        return int(self.config[key])
+
+    def conv_stack(self, tower: str = "target") -> "keras.Model":
+        """(N, T, feature_dim), any T >= min_frames -> (N, T // 2^p, D // 2^p, C)."""
+        return self._conv[_check_tower(tower)]
+
+    def head(self, tower: str = "target") -> "keras.Model":
+        """Conv feature map of exactly one window -> (N, embedding_size)."""
+        return self._head[_check_tower(tower)]
+
+    def embed(self, windows, tower: str = "target", batch_size: int = 512) -> np.ndarray:
+        """Embeddings (N, E) float32 of windows (N, window, feature_dim), inference mode."""
+        windows = np.asarray(windows, dtype=np.float32)
+        want = (self.window_length_of(tower), int(self.config["feature_dim"]))
+        if windows.ndim != 3 or windows.shape[1:] != want:
+            raise UnspeechError(f"{tower} tower expects windows of shape (N, {want[0]}, {want[1]}), "
+                                f"got {windows.shape}")
+        if tower not in self._embed_fn:
+            model = self.tower(tower)
+            spec = tf.TensorSpec((None,) + want, tf.float32)
+            self._embed_fn[tower] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        out = [self._embed_fn[tower](windows[i:i + batch_size]).numpy()
+               for i in range(0, len(windows), batch_size)]
+        if not out:
+            return np.zeros((0, int(self.config["embedding_size"])), np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # ---- weights ----
+    def get_weights(self) -> dict:
+        return {v.path: np.asarray(v.numpy()) for v in self.variables}
+
+    def set_weights(self, weights: dict, source: str = "weights") -> None:
+        missing = [v.path for v in self.variables if v.path not in weights]
+        extra = sorted(set(weights) - {v.path for v in self.variables})
+        if missing or extra:
+            raise UnspeechError(f"weights do not match the model config (missing {missing[:3]}, "
+                                f"unexpected {extra[:3]}): {source}")
+        for v in self.variables:
+            w = weights[v.path]
+            if tuple(w.shape) != tuple(v.shape):
+                raise UnspeechError(f"weight {v.path} has shape {w.shape}, model needs {tuple(v.shape)}: {source}")
+            v.assign(w)
+
+    def set_input_stats(self, mean, std) -> None:
+        """Set the input normalisation (per-bin mean and std of the training features)."""
+        if not self.config["input_normalization"]:
+            return
+        layer = self._conv["target"].get_layer(
+            ("shared" if self.config["tied_embeddings_transforms"] else "target") + "_input_norm")
+        layers = [layer] if self.config["tied_embeddings_transforms"] else \
+            [layer, self._conv["context"].get_layer("context_input_norm")]
+        for lay in layers:
+            lay.mean.assign(np.asarray(mean, np.float32))
+            lay.std.assign(np.maximum(np.asarray(std, np.float32), 1e-3))
+
+    @property
+    def model_id(self) -> str:
+        """Stable hex id of the model config (MODEL_KEYS) and the weights."""
+        h = hashlib.sha256()
+        h.update(json.dumps({k: self.config[k] for k in MODEL_KEYS}, sort_keys=True).encode())
+        for v in self.variables:
+            w = np.ascontiguousarray(v.numpy())
+            h.update(f"{v.path}:{w.dtype}:{w.shape}".encode())
+            h.update(w.tobytes())
+        return h.hexdigest()[:32]
+
+    def save(self, model_dir: str, extra_config: dict = None) -> None:
+        """Write ``final.weights.npz`` then ``config.json`` (config + extra_config), atomically."""
+        save_weights(os.path.join(model_dir, WEIGHTS_FILE), self.get_weights())
+        cfg = dict(extra_config or {})
+        cfg.update(self.config)
+        atomic_write_text(os.path.join(model_dir, CONFIG_FILE), json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+
+
+def _check_tower(tower):
+    if tower not in ("target", "context"):
+        raise ValueError(f"tower must be 'target' or 'context', got {tower!r}")
+    return tower
+
+
+def save_weights(path: str, weights: dict) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **weights)
+
+
+def load_weights(path: str) -> dict:
+    require_file(path, "model weights")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise UnspeechError(f"cannot read model weights (corrupt?): {path} ({type(e).__name__}: {e})") from None
+
+
+def read_config(model_dir: str) -> dict:
+    path = require_file(os.path.join(model_dir, CONFIG_FILE), "model config")
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UnspeechError(f"cannot parse model config (corrupt?): {path} ({e})") from None
+    if not isinstance(cfg, dict):
+        raise UnspeechError(f"model config is not a JSON object: {path}")
+    return cfg
+
+
+def build_model(config: dict) -> UnspeechModel:
+    """A freshly initialised model for ``config`` (all options + ``feature_dim``)."""
+    return UnspeechModel(config)
+
+
+def load_model_dir(model_dir: str) -> UnspeechModel:
+    """The trained model in ``model_dir`` (config.json + final.weights.npz)."""
+    cfg = read_config(model_dir)
+    model = build_model(cfg)
+    model.config = dict(cfg, **model.config)  # keep the training options for the caller
+    path = os.path.join(model_dir, WEIGHTS_FILE)
+    model.set_weights(load_weights(path), path)
+    return model

@@ -1,0 +1,563 @@
+"""Training of the unspeech model: options, data, loop, checkpoints, resume, outputs.
+
+``steps_unspeech/train_unspeech.py`` is the CLI; everything it does is here::
+
+    from utils_py import train
+
+    p = step_parser("...")
+    train.add_options(p)                 # every option with its default (unspeech-64-ted)
+    args = parse_args(p, argv)
+    train.run(train.options_of(args), feats="data/train/feats.scp", model_dir="exp/unspeech")
+
+Model dir layout: ``config.json`` (every option + ``feature_dim``),
+``final.weights.npz``, ``metrics.json`` (written last: the "done" marker),
+``checkpoints/{last,best}.npz`` (model + optimizer state + step + history),
+``log/train.log``, ``tb/`` (TensorBoard), ``training_curves.png``.
+
+Rerunning the same command resumes from ``checkpoints/last.npz``; batches are
+drawn from ``rng([seed, step])`` so the resumed run sees exactly the batches
+the uninterrupted one would have.  A finished model dir says "already
+trained" and returns.
+"""
+import contextlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+from .cli import str2bool
+from .datadir import read_table
+from .feats import load_features
+from .fileio import atomic_write, atomic_write_text, ensure_dir
+from .log import UnspeechError, get_logger
+from .model import (CONFIG_FILE, MODEL_DEFAULTS, MODEL_TRANSFORMS, WEIGHTS_FILE, build_model,
+                    check_model_config, load_weights, save_weights)
+from .sampler import ContextSampler, Prefetcher, chunk_length
+
+METRICS_FILE = "metrics.json"
+OBJECTIVES = ("original", "inbatch")
+
+# (name, type, default, help).  Model option defaults come from MODEL_DEFAULTS.
+OPTIONS = [
+    ("window_length", int, MODEL_DEFAULTS["window_length"], "frames of the target (centre) window"),
+    ("window_neg_length", int, MODEL_DEFAULTS["window_neg_length"], "frames of each context window"),
+    ("left_contexts", int, MODEL_DEFAULTS["left_contexts"], "context windows left of the target"),
+    ("right_contexts", int, MODEL_DEFAULTS["right_contexts"], "context windows right of the target"),
+    ("negative_samples", int, 4, "negative pairs per positive sample (objective original)"),
+    ("embedding_transformation", str, MODEL_DEFAULTS["embedding_transformation"],
+     "conv stack: " + " | ".join(MODEL_TRANSFORMS)),
+    ("embedding_size", int, MODEL_DEFAULTS["embedding_size"], "embedding dimension"),
+    ("fc_size", int, MODEL_DEFAULTS["fc_size"], "units of the fully connected layer before the embedding"),
+    ("tied_embeddings_transforms", str2bool, MODEL_DEFAULTS["tied_embeddings_transforms"],
+     "share the conv stack between target and context tower"),
+    ("unit_normalize_var", str2bool, MODEL_DEFAULTS["unit_normalize_var"],
+     "one trainable scalar multiplies both embeddings"),
+    ("unit_normalize", str2bool, MODEL_DEFAULTS["unit_normalize"], "L2-normalise the embeddings (cosine logits)"),
+    ("l2_reg", float, 1e-4, "L2 weight penalty on conv/fc kernels (l2_reg * sum(w^2) / 2)"),
+    ("dropout_keep_prob", float, MODEL_DEFAULTS["dropout_keep_prob"], "keep probability of the fc dropout"),
+    ("learn_rate", float, 3e-4, "Adam learning rate"),
+    ("lr_schedule", str, "constant", "constant | cosine (decay to 5%% of --learn-rate at --steps)"),
+    ("warmup_steps", int, 0, "linear learning-rate warm-up steps (lr-schedule cosine)"),
+    ("batch_size", int, 32, "positive samples (chunks) per batch"),
+    ("gradient_clipping", float, 10.0, "clip each gradient tensor to this norm (0: off)"),
+    ("objective", str, "original", "original (labelled pairs) | inbatch (all targets x all contexts)"),
+    ("inbatch_loss", str, "sigmoid", "sigmoid (balanced pairs) | softmax (InfoNCE) -- loss of --objective inbatch"),
+    ("steps", int, 400000, "training steps"),
+    ("max_hours", float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
+    ("seed", int, 1, "seed of the weight init, the validation split and the batches"),
+    ("checkpoint_every", int, 1000, "steps between checkpoints (resume points)"),
+    ("log_every", int, 100, "steps between progress lines (with validation accuracy)"),
+    ("val_fraction", float, 0.1, "fraction of utterances held out for validation (0: none)"),
+    ("val_pairs", int, 2000, "validation pairs (half positive, half negative from two different "
+                              "utterances; fixed)"),
+    ("final_model", str, "last", "last | best: final.weights.npz = the last step or the step with the best "
+                                 "held-out context accuracy (early stopping; checkpoints/best.npz)"),
+    ("mixed_precision", str2bool, MODEL_DEFAULTS["mixed_precision"],
+     "bfloat16 compute, float32 weights (faster on CPUs with AVX512-BF16/AMX and on GPUs)"),
+    ("input_normalization", str2bool, MODEL_DEFAULTS["input_normalization"],
+     "standardise each fbank bin with mean/std of the training data (stored in the model)"),
+    ("jit_compile", str2bool, False, "XLA-compile the training step (slower than oneDNN on CPU here)"),
+    ("cache_dir", str, "", "memory-map the features from this directory (built once) instead of RAM"),
+    ("spk2utt", str, "", "negatives from the same speaker as the positive sample (spk2utt file)"),
+]
+# Options that may change between a run and its resume.
+RESUME_FREE = {"steps", "max_hours", "checkpoint_every", "log_every", "cache_dir", "jit_compile"}
+
+
+def add_options(parser) -> None:
+    for name, typ, default, help_ in OPTIONS:
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=default, help=help_)
+
+
+def options_of(args) -> dict:
+    return {name: getattr(args, name) for name, *_ in OPTIONS}
+
+
+def default_options() -> dict:
+    return {name: default for name, _, default, _ in OPTIONS}
+
+
+def check_options(cfg: dict) -> None:
+    if cfg["objective"] not in OBJECTIVES:
+        raise UnspeechError(f"unknown --objective {cfg['objective']} (original | inbatch)")
+    if cfg["inbatch_loss"] not in ("softmax", "sigmoid"):
+        raise UnspeechError(f"unknown --inbatch-loss {cfg['inbatch_loss']} (softmax | sigmoid)")
+    if cfg["final_model"] not in ("last", "best"):
+        raise UnspeechError(f"unknown --final-model {cfg['final_model']} (last | best)")
+    if cfg["final_model"] == "best" and cfg["val_fraction"] <= 0:
+        raise UnspeechError("--final-model best needs held-out utterances (--val-fraction > 0)")
+    if cfg["lr_schedule"] not in ("constant", "cosine"):
+        raise UnspeechError(f"unknown --lr-schedule {cfg['lr_schedule']} (constant | cosine)")
+    for key in ("batch_size", "steps", "checkpoint_every", "log_every"):
+        if cfg[key] < 1:
+            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
+    for key in ("left_contexts", "right_contexts", "negative_samples", "warmup_steps"):
+        if cfg[key] < 0:
+            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 0, got {cfg[key]}")
+    if cfg["left_contexts"] + cfg["right_contexts"] < 1:
+        raise UnspeechError("need --left-contexts + --right-contexts >= 1")
+    if not 0.0 <= cfg["val_fraction"] < 1.0:
+        raise UnspeechError(f"--val-fraction must be in [0, 1), got {cfg['val_fraction']}")
+    if cfg["objective"] == "inbatch" and cfg["batch_size"] < 2:
+        raise UnspeechError("--objective inbatch needs --batch-size >= 2")
+    check_model_config(dict(cfg, feature_dim=10 ** 6))  # window vs transform minimum etc.
+
+
+# ---------------------------------------------------------------- data
+def load_training_data(feats_spec, cfg, log):
+    """FeatureSet, indices of usable utterances (>= one positive sample), speakers or None."""
+    feats = load_features(feats_spec, cache_dir=cfg["cache_dir"] or None)
+    need = chunk_length(cfg["window_length"], cfg["window_neg_length"], cfg["left_contexts"], cfg["right_contexts"])
+    usable = np.flatnonzero(feats.lengths >= need)
+    dropped = feats.num_utts - len(usable)
+    log.info(f"{feats.num_utts} utterances, {feats.num_frames} frames, dim {feats.dim} from {feats_spec}; "
+             f"dropped {dropped} shorter than one positive sample ({need} frames)")
+    if len(usable) == 0:
+        raise UnspeechError(f"every utterance is shorter than one positive sample ({need} frames = "
+                            f"window-length + window-neg-length * contexts; longest has "
+                            f"{int(feats.lengths.max())}): {feats_spec}")
+    speakers = read_speakers(cfg["spk2utt"], feats) if cfg["spk2utt"] else None
+    return feats, usable, speakers
+
+
+def read_speakers(spk2utt_path, feats) -> np.ndarray:
+    """Speaker number of every utterance of ``feats`` from a spk2utt file."""
+    spk2utt = read_table(spk2utt_path, check_sorted=False)
+    spk = np.full(feats.num_utts, -1, np.int64)
+    for s, (name, utts) in enumerate(spk2utt.items()):
+        for u in utts.split():
+            if u in feats:
+                spk[feats.index(u)] = s
+    missing = np.flatnonzero(spk < 0)
+    if len(missing):
+        raise UnspeechError(f"utterance {feats.keys[missing[0]]} has no speaker in {spk2utt_path}")
+    return spk
+
+
+def feature_stats(feats, utts, seed, max_frames=500000):
+    """Per-bin mean and std of (a seeded sample of at most ``max_frames`` frames of) ``utts``."""
+    rng = np.random.default_rng([seed, 0x57A7])
+    lengths = feats.lengths[utts]
+    n = int(min(max_frames, lengths.sum()))
+    pick = rng.choice(len(utts), n, p=lengths / lengths.sum())
+    rows = feats.offsets[utts][pick] + (rng.random(n) * lengths[pick]).astype(np.int64)
+    x = np.asarray(feats.data[np.sort(rows)], dtype=np.float64)
+    return x.mean(axis=0), x.std(axis=0)
+
+
+def split_utts(usable, val_fraction, seed):
+    """Seeded split of utterance indices into (train, validation); validation may be empty."""
+    usable = np.asarray(usable)
+    if val_fraction <= 0:
+        return usable, usable[:0]
+    if len(usable) < 2:
+        raise UnspeechError("need at least 2 usable utterances to hold some out for validation "
+                            "(or --val-fraction 0)")
+    n_val = int(min(max(round(val_fraction * len(usable)), 1), len(usable) - 1))
+    perm = np.random.default_rng([seed, 0xDA7A]).permutation(len(usable))
+    return np.sort(usable[perm[n_val:]]), np.sort(usable[perm[:n_val]])
+
+
+# ---------------------------------------------------------------- model + steps
+def choose_strategy():
+    """MirroredStrategy over all GPUs when more than one is visible, else the default strategy."""
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def make_optimizer(cfg):
+    import keras
+    lr = cfg["learn_rate"]
+    if cfg["lr_schedule"] == "cosine":
+        if cfg["warmup_steps"]:
+            lr = keras.optimizers.schedules.CosineDecay(
+                0.0, max(cfg["steps"] - cfg["warmup_steps"], 1), alpha=0.05,
+                warmup_target=cfg["learn_rate"], warmup_steps=cfg["warmup_steps"])
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(cfg["learn_rate"], cfg["steps"], alpha=0.05)
+    clip = cfg["gradient_clipping"] if cfg["gradient_clipping"] > 0 else None
+    return keras.optimizers.Adam(learning_rate=lr, clipnorm=clip)
+
+
+class Trainer:
+    """Model + optimizer + compiled training step for one config."""
+
+    def __init__(self, cfg, strategy=None):
+        import keras
+        import tensorflow as tf
+        from . import objectives
+        self.cfg = cfg
+        self.strategy = strategy or choose_strategy()
+        self.replicas = self.strategy.num_replicas_in_sync
+        if cfg["batch_size"] % self.replicas:
+            raise UnspeechError(f"--batch-size {cfg['batch_size']} is not divisible by the "
+                                f"{self.replicas} GPUs")
+        keras.utils.set_random_seed(cfg["seed"])
+        with self.strategy.scope():
+            self.model = build_model(cfg)
+            self.optimizer = make_optimizer(cfg)
+            self.optimizer.build(self.model.trainable_variables)
+        tvars = self.model.trainable_variables
+        l2vars = self.model.l2_variables
+        l2 = float(cfg["l2_reg"]) / 2.0
+        K = cfg["left_contexts"] + cfg["right_contexts"]
+        m = self.model
+
+        def replica_step(xt, xc, extra):
+            with tf.GradientTape() as tape:
+                et = m.target_tower(xt, training=True)
+                ec = m.context_tower(xc, training=True)
+                if cfg["objective"] == "original":
+                    loss, acc, chance = objectives.pair_loss(et, ec, extra)
+                else:
+                    labels, mask = objectives.inbatch_targets(extra, K)
+                    loss, acc, chance = objectives.inbatch_loss(et, ec, labels, mask, cfg["inbatch_loss"])
+                total = loss
+                if l2 > 0:
+                    total += l2 * tf.add_n([tf.reduce_sum(tf.square(v)) for v in l2vars])
+                total = total / self.replicas  # replica gradients are summed
+            grads = tape.gradient(total, tvars)
+            self.optimizer.apply_gradients(zip(grads, tvars))
+            return loss, acc, chance
+
+        if self.replicas == 1:
+            self._step = tf.function(replica_step, jit_compile=cfg["jit_compile"])
+        else:
+            @tf.function(jit_compile=cfg["jit_compile"])
+            def dist_step(values):
+                out = self.strategy.run(replica_step, args=values)
+                return tuple(self.strategy.reduce(tf.distribute.ReduceOp.MEAN, o, axis=None) for o in out)
+            self._dist_step = dist_step
+
+    def step(self, batch):
+        """One optimisation step on ``(targets, contexts, labels-or-utts)``; returns loss, acc, chance."""
+        if self.replicas == 1:
+            out = self._step(*batch)
+        else:
+            shards = [np.split(a, self.replicas) for a in batch]
+            values = self.strategy.experimental_distribute_values_from_function(
+                lambda ctx: tuple(s[ctx.replica_id_in_sync_group] for s in shards))
+            out = self._dist_step(values)
+        return tuple(float(v) for v in out)
+
+    # ---- checkpoints ----
+    def save_checkpoint(self, path, meta):
+        arrays = {"model/" + k: v for k, v in self.model.get_weights().items()}
+        for i, v in enumerate(self.optimizer.variables):
+            arrays[f"optimizer/{i:04d}"] = np.asarray(v.numpy())
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+        save_weights(path, arrays)
+
+    def load_model_weights(self, path) -> None:
+        """Only the model weights of a checkpoint (e.g. the best one, for the final model)."""
+        arrays = load_weights(path)
+        self.model.set_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")}, path)
+
+    def load_checkpoint(self, path) -> dict:
+        arrays = load_weights(path)
+        if "meta" not in arrays:
+            raise UnspeechError(f"checkpoint has no meta data (corrupt?): {path}")
+        self.model.set_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")}, path)
+        opt = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
+        if len(opt) != len(self.optimizer.variables):
+            raise UnspeechError(f"checkpoint optimizer state does not match the model: {path}")
+        for v, a in zip(self.optimizer.variables, opt):
+            if tuple(v.shape) != tuple(a.shape):
+                raise UnspeechError(f"checkpoint optimizer state does not match the model: {path}")
+            v.assign(a)
+        return json.loads(arrays["meta"].tobytes().decode("utf-8"))
+
+
+def evaluate(model, val):
+    """Pair-classification accuracy (logit > 0) and ROC AUC of a fixed validation sample."""
+    from sklearn.metrics import roc_auc_score
+    xt, xc, y = val
+    logits = np.sum(model.embed(xt, "target") * model.embed(xc, "context"), axis=1)
+    acc = float(np.mean((logits > 0) == (y > 0.5)))
+    return acc, float(roc_auc_score(y, logits))
+
+
+# ---------------------------------------------------------------- outputs
+def pairs_per_step(cfg) -> int:
+    K = cfg["left_contexts"] + cfg["right_contexts"]
+    if cfg["objective"] == "original":
+        return cfg["batch_size"] * (K + cfg["negative_samples"])
+    return cfg["batch_size"] * cfg["batch_size"] * K
+
+
+def windows_per_step(cfg) -> int:
+    K = cfg["left_contexts"] + cfg["right_contexts"]
+    if cfg["objective"] == "original":
+        return 2 * cfg["batch_size"] * (K + cfg["negative_samples"])
+    return cfg["batch_size"] * (1 + K)
+
+
+def plot_curves(history, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    steps = [h["step"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    a1.plot(steps, [h["loss"] for h in history], label="train loss")
+    a1.set_xlabel("step")
+    a1.set_ylabel("loss")
+    a1.legend()
+    a2.plot(steps, [h["train_accuracy"] for h in history], label="train accuracy")
+    a2.plot(steps, [h["train_chance"] for h in history], ":", label="train majority/chance")
+    if any(h.get("val_accuracy") is not None for h in history):
+        a2.plot(steps, [h.get("val_accuracy") for h in history], label="held-out context accuracy")
+    a2.set_xlabel("step")
+    a2.set_ylim(0, 1)
+    a2.legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _config_diff(old, new):
+    keys = sorted((set(old) | set(new)) - RESUME_FREE - {"feature_dim"})
+    return [k for k in keys if old.get(k) != new.get(k)]
+
+
+# ---------------------------------------------------------------- main entry
+def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
+    """Train (or resume) the model for ``cfg`` on the feature table ``feats`` into ``model_dir``.
+
+    Returns the final metrics dict.  Raises UnspeechError for bad input.
+    """
+    log = log or get_logger("train_unspeech")
+    check_options(cfg)
+    ensure_dir(model_dir)
+    ckpt_dir = os.path.join(model_dir, "checkpoints")
+    last_ckpt = os.path.join(ckpt_dir, "last.npz")
+    best_ckpt = os.path.join(ckpt_dir, "best.npz")
+    metrics_path = os.path.join(model_dir, METRICS_FILE)
+
+    done = _finished_metrics(model_dir, cfg)
+    if done is not None:
+        log.info(f"already trained: {model_dir} (step {done['step']}, held-out context accuracy "
+                 f"{_fmt(done.get('val_accuracy'))}); remove {metrics_path} or raise --steps to train more")
+        return done
+
+    data, usable, speakers = load_training_data(feats, cfg, log)
+    cfg = dict(cfg, feature_dim=data.dim)
+    train_utts, val_utts = split_utts(usable, cfg["val_fraction"], cfg["seed"])
+    log.info(f"training on {len(train_utts)} utterances, {len(val_utts)} held out for validation")
+    sampler = ContextSampler(data, train_utts, cfg["window_length"], cfg["window_neg_length"],
+                             cfg["left_contexts"], cfg["right_contexts"], cfg["negative_samples"],
+                             cfg["batch_size"], cfg["seed"], speakers)
+    val = None
+    if len(val_utts):
+        val = ContextSampler(data, val_utts, cfg["window_length"], cfg["window_neg_length"],
+                             cfg["left_contexts"], cfg["right_contexts"], seed=cfg["seed"]
+                             ).validation_pairs(cfg["val_pairs"], seed=1)
+
+    trainer = Trainer(cfg, strategy)
+    start, elapsed0, history, best_val, best_step = 0, 0.0, [], -1.0, None
+    if os.path.isfile(last_ckpt):
+        meta = trainer.load_checkpoint(last_ckpt)
+        diff = _config_diff(meta["config"], cfg)
+        if diff or meta["config"].get("feature_dim") != cfg["feature_dim"]:
+            diff = diff or ["feature_dim"]
+            raise UnspeechError(
+                f"{model_dir} holds a checkpoint trained with other options ("
+                + ", ".join(f"{k}: {meta['config'].get(k)} -> {cfg.get(k)}" for k in diff)
+                + "); use another model dir or remove it")
+        start, elapsed0, history = meta["step"], meta["elapsed_seconds"], meta["history"]
+        best_val, best_step = meta.get("best_val_accuracy", -1.0), meta.get("best_val_step")
+        log.info(f"resuming from {last_ckpt} at step {start} ({elapsed0 / 3600:.3f} h trained)")
+    else:
+        trainer.model.set_input_stats(*feature_stats(data, train_utts, cfg["seed"]))
+        log.info(f"model {cfg['embedding_transformation']}: {trainer.model.target_tower.count_params()} + "
+                 f"{trainer.model.context_tower.count_params()} parameters (target + context tower, "
+                 f"tied conv stack: {cfg['tied_embeddings_transforms']}), objective {cfg['objective']}"
+                 + (f"/{cfg['inbatch_loss']}" if cfg["objective"] == "inbatch" else ""))
+
+    make_batch = sampler.pair_batch if cfg["objective"] == "original" else sampler.chunk_batch
+    max_seconds = cfg["max_hours"] * 3600 if cfg["max_hours"] > 0 else math.inf
+    pairs, windows = pairs_per_step(cfg), windows_per_step(cfg)
+    tb = _tensorboard_writer(os.path.join(model_dir, "tb"))
+    t0 = time.time()
+    step = start
+    win = {"t": time.time(), "n": 0, "loss": 0.0, "acc": 0.0, "chance": 0.0, "wait": 0.0}
+    stop_reason = "steps"
+
+    def meta(step_):
+        return {"step": step_, "elapsed_seconds": elapsed0 + time.time() - t0, "history": history,
+                "best_val_accuracy": best_val, "best_val_step": best_step, "config": cfg, "sampler": {"seed": cfg["seed"], "next_batch": step_}}
+
+    bar = _progress_bar(cfg["steps"], start)
+    with Prefetcher(make_batch, start, cfg["steps"]) as batches, _redirect_logging(log, bar):
+        if elapsed0 >= max_seconds:
+            stop_reason = "max_hours"
+        batch_iter = iter(batches if stop_reason == "steps" else ())
+        while True:
+            t_wait = time.time()
+            step_idx, batch = next(batch_iter, (None, None))
+            win["wait"] += time.time() - t_wait  # time the model waited for the sampler
+            if step_idx is None:
+                break
+            loss, acc, chance = trainer.step(batch)
+            if not math.isfinite(loss):
+                raise UnspeechError(f"training diverged (loss {loss}) at step {step_idx + 1}; "
+                                    f"lower --learn-rate (now {cfg['learn_rate']})")
+            step = step_idx + 1
+            win["n"] += 1
+            win["loss"] += loss
+            win["acc"] += acc
+            win["chance"] += chance
+            if bar is not None:
+                bar.update(1)
+            elapsed = elapsed0 + time.time() - t0
+            last = step == cfg["steps"] or elapsed >= max_seconds
+            if step % cfg["log_every"] == 0 or last:
+                dt = (time.time() - win["t"]) / win["n"]
+                row = {"step": step, "seconds_per_step": dt, "pairs_per_second": pairs / dt,
+                       "input_wait_fraction": win["wait"] / (dt * win["n"]),
+                       "windows_per_second": windows / dt, "loss": win["loss"] / win["n"],
+                       "train_accuracy": win["acc"] / win["n"], "train_chance": win["chance"] / win["n"],
+                       "val_accuracy": None, "val_auc": None, "elapsed_hours": elapsed / 3600}
+                if val is not None:
+                    row["val_accuracy"], row["val_auc"] = evaluate(trainer.model, val)
+                history.append(row)
+                if row["val_accuracy"] is not None and row["val_accuracy"] > best_val:
+                    best_val, best_step = row["val_accuracy"], step
+                    trainer.save_checkpoint(best_ckpt, meta(step))
+                _log_progress(log, row, cfg["steps"], model_dir)
+                _tensorboard_write(tb, row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", val=_fmt(row["val_accuracy"]))
+                win = {"t": time.time(), "n": 0, "loss": 0.0, "acc": 0.0, "chance": 0.0, "wait": 0.0}
+            if step % cfg["checkpoint_every"] == 0 or last:
+                trainer.save_checkpoint(last_ckpt, meta(step))
+            if elapsed >= max_seconds:
+                stop_reason = "max_hours"
+                break
+    if bar is not None:
+        bar.close()
+
+    # final outputs; metrics.json last = the "finished" marker
+    final = history[-1] if history else {}
+    if cfg["final_model"] == "best" and best_step is not None:
+        trainer.load_model_weights(best_ckpt)
+        final = next(h for h in history if h["step"] == best_step)
+        log.info(f"final model: step {best_step} of {step}, the best held-out context accuracy (--final-model best)")
+    trainer.model.save(model_dir, extra_config=cfg)
+    metrics = {
+        "finished": True, "stop_reason": stop_reason, "step": step, "final_model_step": final.get("step", step),
+        "val_accuracy": final.get("val_accuracy"), "val_auc": final.get("val_auc"),
+        "val_majority_accuracy": 0.5 if val is not None else None,
+        "best_val_accuracy": best_val if best_val >= 0 else None, "best_val_step": best_step,
+        "train_accuracy": final.get("train_accuracy"), "train_chance": final.get("train_chance"),
+        "loss": final.get("loss"), "pairs_per_second": final.get("pairs_per_second"),
+        "windows_per_second": final.get("windows_per_second"),
+        "elapsed_hours": (elapsed0 + time.time() - t0) / 3600,
+        "train_utterances": int(len(train_utts)), "val_utterances": int(len(val_utts)),
+        "dropped_utterances": int(data.num_utts - len(usable)),
+        "model_id": trainer.model.model_id, "history": history,
+    }
+    if history:
+        plot_curves(history, os.path.join(model_dir, "training_curves.png"),
+                    f"unspeech {cfg['embedding_transformation']} w{cfg['window_length']} {cfg['objective']}")
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
+    log.info(f"done: step {step} ({stop_reason}), held-out context accuracy {_fmt(metrics['val_accuracy'])}, "
+             f"model {os.path.join(model_dir, WEIGHTS_FILE)}")
+    return metrics
+
+
+def _finished_metrics(model_dir, cfg):
+    """The metrics of a finished run of the same options that needs no more steps, else None."""
+    path = os.path.join(model_dir, METRICS_FILE)
+    if not (os.path.isfile(path) and os.path.isfile(os.path.join(model_dir, WEIGHTS_FILE))
+            and os.path.isfile(os.path.join(model_dir, CONFIG_FILE))):
+        return None
+    try:
+        with open(path) as f:
+            metrics = json.load(f)
+        with open(os.path.join(model_dir, CONFIG_FILE)) as f:
+            old = json.load(f)
+    except ValueError:
+        return None
+    if _config_diff(old, cfg):
+        diff = _config_diff(old, cfg)
+        raise UnspeechError(f"{model_dir} holds a model trained with other options ("
+                            + ", ".join(f"{k}: {old.get(k)} -> {cfg.get(k)}" for k in diff)
+                            + "); use another model dir or remove it")
+    more_time = cfg["max_hours"] <= 0 or metrics.get("elapsed_hours", 0) < cfg["max_hours"]
+    if metrics.get("step", 0) < cfg["steps"] and more_time:
+        return None  # --steps / --max-hours raised: continue from the last checkpoint
+    return metrics
+
+
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _log_progress(log, row, steps, model_dir):
+    log.info(f"step {row['step']}/{steps} | {row['seconds_per_step']:.3f} s/step | "
+             f"{row['pairs_per_second']:.0f} pairs/s (input wait {100 * row['input_wait_fraction']:.0f}%) | "
+             f"loss {row['loss']:.4f} | "
+             f"train acc {row['train_accuracy']:.3f} (majority/chance {row['train_chance']:.3f}) | "
+             f"held-out context acc {_fmt(row['val_accuracy'])} | {row['elapsed_hours']:.3f} h | {model_dir}")
+
+
+def _tensorboard_writer(path):
+    import tensorflow as tf
+    return tf.summary.create_file_writer(path)
+
+
+def _tensorboard_write(writer, row):
+    """Scalars as raw Summary protos: works without the tensorboard package installed."""
+    import tensorflow as tf
+    values = [tf.compat.v1.Summary.Value(tag=key, simple_value=float(row[key]))
+              for key in ("loss", "train_accuracy", "val_accuracy", "val_auc", "pairs_per_second")
+              if row.get(key) is not None]
+    with writer.as_default():
+        tf.summary.experimental.write_raw_pb(tf.compat.v1.Summary(value=values).SerializeToString(),
+                                             step=row["step"])
+    writer.flush()
+
+
+def _progress_bar(total, initial):
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _redirect_logging(log, bar):
+    if bar is None:
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    with logging_redirect_tqdm(loggers=[log]):
+        yield
