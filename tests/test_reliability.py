@@ -4,25 +4,41 @@ half-written that looks complete, names the file when the disk fills up, resumes
 SIGKILL (same result as an uninterrupted run), and refuses a second run into the same
 directory while one is running.
 
-Cases tested elsewhere (not repeated here):
-  missing input     test_fbank.py::test_make_fbank_bad_input[missing_wav],
+Where each case is tested (here, or elsewhere and not repeated; ".." = the same test as above):
+  missing file      here: test_missing_input_one_line_each_step (fbank, extract, cluster, relabel, perturb);
+                    test_fbank.py::test_make_fbank_bad_input[missing_wav],
                     test_train.py::test_bad_input_one_line_error[unreadable|garbage],
                     test_extract.py::test_bad_input_one_line_error_and_no_scp[_no_model_dir|_unreadable_entry]
-  truncated ark     test_kaldi_io.py::test_truncated_ark_names_file (reader), test_fbank.py::..[truncated_wav]
-  dim mismatch      test_train.py::..[dim], test_extract.py::..[_dim_mismatch], test_cluster.py::test_bad_input_mixed_dims
-  NaN               test_train.py::..[nan], test_extract.py::test_nan_in_a_job_fails_the_step_naming_it,
-                    test_cluster.py::test_bad_input_nan_vector_names_utterance, test_feats.py (NaN and Inf)
-  empty utterance   test_extract.py::..[_empty_utterance], test_fbank.py::..[empty_wav]
-  all too short     test_train.py::..[short]
-  duplicate keys    test_fbank.py::..[duplicate_utt]
-  unsorted          test_fbank.py::..[unsorted]
+  truncated ark     here: test_truncated_ark_train_and_cluster, test_truncated_ark_extract_fails_naming_utterance;
+                    test_kaldi_io.py::test_truncated_ark_names_file, test_fbank.py::..[truncated_wav]
+  compressed feats  here: test_compressed_kaldi_features_train_and_extract; readers: test_kaldi_io.py,
+                    test_ivector_dir.py::test_kaldi_compressed_ivector_matrix_is_read
+  dim mismatch      test_train.py::..[dim], test_extract.py::..[_dim_mismatch],
+                    test_cluster.py::test_bad_input_mixed_dims
+  NaN/Inf           here: test_bad_features_train[inf], test_bad_vectors_cluster[inf]; NaN: test_train.py::..[nan],
+                    test_extract.py::test_nan_in_a_job_fails_the_step_naming_it,
+                    test_cluster.py::test_bad_input_nan_vector_names_utterance, test_feats.py::test_bad_features_named
+  empty utterance   here: test_bad_features_train[empty], test_bad_vectors_cluster[empty];
+                    test_extract.py::..[_empty_utterance], test_fbank.py::..[empty_wav]
+  all too short     here: test_all_utterances_too_short_for_fbank; test_train.py::..[short]
+  duplicate keys    here: test_bad_features_train[duplicate], test_bad_vectors_cluster[duplicate],
+                    test_bad_data_dir_extract[duplicate], test_bad_data_dir_relabel; test_fbank.py::..[duplicate_utt]
+  unsorted data dir here: test_bad_data_dir_extract[unsorted], test_bad_data_dir_relabel (accepted, sorted
+                    output); test_fbank.py::..[unsorted]
   wrong sample rate test_fbank.py::..[wrong_rate], test_fbank.py::test_bad_mel_options_and_wrong_rate
-  utt mismatch      test_fbank.py::..[utt_mismatch], test_relabel.py::test_clustered_utt2spk_covering_other_utts_is_an_error,
+  utt2spk vs feats  here: test_bad_data_dir_extract[utt2spk_mismatch], test_bad_data_dir_relabel,
+                    test_bad_features_train[spk2utt_mismatch]; test_fbank.py::..[utt_mismatch],
+                    test_relabel.py::test_clustered_utt2spk_covering_other_utts_is_an_error,
                     test_cluster.py::test_bad_input_gold_covers_other_utterances
-  unwritable dir    test_cluster.py::test_bad_input_unwritable_out_dir
-  SIGKILL extract   test_extract.py::test_rerun_after_a_killed_job_gives_identical_bytes
-  SIGKILL train     test_train.py::test_resume_after_sigkill (resume); the bound on lost work is tested here
-  lock mechanism    test_recipe_plumbing.py::test_dir_lock_refuses_second_run_python_and_bash
+  unwritable dir    here: test_unwritable_output_dir_each_step; test_cluster.py::test_bad_input_unwritable_out_dir
+  disk full         here: test_disk_full_* (fbank, extract, train, cluster, relabel)
+  SIGKILL           here: test_sigkill_make_fbank_*, test_sigkill_train_* (bound on lost work);
+                    test_extract.py::test_rerun_after_a_killed_job_gives_identical_bytes,
+                    test_train.py::test_resume_after_sigkill
+  second run        here: test_second_* (fbank, extract, train, cluster, perturb, demo corpus);
+                    the lock itself: test_recipe_plumbing.py::test_dir_lock_refuses_second_run_python_and_bash
+  wrappers          here: test_train_sh_failure_ends_with_the_error_line, test_run_sh_stops_at_the_failed_stage_*,
+                    test_run_tdnn_names_the_failed_kaldi_command
 """
 import json
 import os
@@ -49,7 +65,7 @@ CLUSTER_SH = step("cluster_utts.sh")
 RELABEL_SH = step("relabel_data_dir.sh")
 PERTURB_SH = step("perturb_data_dir_speed.sh")
 FBANK_CONF = os.path.join(RECIPE, "conf", "fbank.conf")
-# A model of a few thousand parameters: fast to train and to run.
+# A tiny model (VggCpu, 8-dim embeddings): a few seconds to train.
 TINY = ["--embedding-transformation", "VggCpu", "--window-length", "16", "--window-neg-length", "16",
         "--left-contexts", "1", "--right-contexts", "1", "--negative-samples", "2", "--fc-size", "16",
         "--embedding-size", "8", "--batch-size", "4", "--val-fraction", "0", "--log-every", "1"]
@@ -104,10 +120,14 @@ def stall_last_wav(data, flag):
     return {"STALL_UNTIL": str(flag)}
 
 
-def make_fbank(data, fbank_dir, *pre, env=None):
-    args = [*pre, "bash", MAKE_FBANK, "--nj", "2", "--fbank-config", FBANK_CONF, data,
+def make_fbank_args(data, fbank_dir):
+    """make_fbank.sh with 2 jobs; logs in <fbank-dir>/../log."""
+    return ["bash", MAKE_FBANK, "--nj", "2", "--fbank-config", FBANK_CONF, data,
             os.path.join(os.path.dirname(fbank_dir), "log"), fbank_dir]
-    return run(args, env=env)
+
+
+def make_fbank(data, fbank_dir, *pre, env=None):
+    return run([*pre, *make_fbank_args(data, fbank_dir)], env=env)
 
 
 def fbank_outputs(data, fbank_dir):
@@ -161,30 +181,33 @@ def test_truncated_ark_train_and_cluster(tmp_path):
     assert not os.path.exists(tmp_path / "cl" / "utt2spk")
 
 
-def test_truncated_ark_extract_fails_its_job_naming_utterance_and_log(tmp_path, model_dir):
+def test_truncated_ark_extract_fails_naming_utterance(tmp_path, model_dir):
+    """Found when the job reads it (headers are intact); how a failed job is reported by
+    extract_unspeech.sh (one line + its log) is tested with a full disk below."""
     data = extract_data(tmp_path / "data")
     last = list(datadir.read_table(os.path.join(data, "feats.scp")))[-1]
-    truncate_tail(str(tmp_path / "feats" / "data.ark"), 200)   # header intact, data cut: found when read
+    truncate_tail(str(tmp_path / "feats" / "data.ark"), 200)
     out = tmp_path / "iv"
-    err = assert_one_error(run([EXTRACT_SH, "--nj", "1", data, model_dir, out]), "extract_unspeech",
-                           "job 1 failed", f"utterance {last}", "data.ark", f"(log: {out}/log/extract.1.log)")
-    assert "Traceback" not in err
+    p = run_in_process(EXTRACT_PY, ["--task", "all", "--num-threads", "0", data, model_dir, out])
+    assert_one_error(p, "extract_unspeech", f"utterance {last}", "data.ark")
     assert not os.path.exists(out / "ivector_online.scp") and not os.path.exists(out / ".extract.1.done")
     assert not os.path.exists(out / "ivector_online.1.scp") and not temp_files(str(out))
 
 
 @pytest.mark.parametrize("case", ["inf", "empty", "duplicate", "spk2utt_mismatch"])
-def test_bad_features_train(tmp_path, train_scp, case):
+def test_bad_features_train(tmp_path, case):
     ok = speechlike(60, 16)
     inf = ok.copy()
     inf[5, 2] = -np.inf
     mats = {"inf": [("a", ok), ("b", inf)], "empty": [("a", ok), ("b", np.zeros((0, 16)))],
             "duplicate": [("a", ok), ("b", ok), ("a", ok)], "spk2utt_mismatch": [("a", ok), ("b", ok)]}[case]
     scp = write_feats(tmp_path, mats)
-    extra, needles = [], {"inf": ["utterance b has NaN/Inf values (frame 5)"], "empty": ["utterance b has no frames"],
-                          "duplicate": ["duplicate utterance a", scp], "spk2utt_mismatch": ["utterance b",
-                                                                                          "spk2utt"]}[case]
-    if case == "spk2utt_mismatch":
+    needles = {"inf": ["utterance b has NaN/Inf values (frame 5)"],
+               "empty": ["utterance b has no frames"],
+               "duplicate": ["duplicate utterance a", scp],
+               "spk2utt_mismatch": ["utterance b", "spk2utt"]}[case]
+    extra = []
+    if case == "spk2utt_mismatch":  # negatives from the same speaker: every utterance needs one
         (tmp_path / "spk2utt").write_text("s1 a\n")
         extra = ["--spk2utt", str(tmp_path / "spk2utt")]
     assert_one_error(run(train_py(scp, tmp_path / "m", *extra)), "train_unspeech", *needles)
@@ -352,8 +375,8 @@ def test_disk_full_extract_names_the_file_and_rerun_completes(tmp_path, model_di
                      f"{out}/ivector_online.1.ark", f"(log: {out}/log/extract.1.log)")
     assert not os.path.exists(os.path.join(out, "ivector_online.scp"))
     assert not os.path.exists(os.path.join(out, ".extract.1.done")) and not temp_files(out)
-    p = run(args)
-    assert p.returncode == 0, p.stderr
+    p = run_in_process(EXTRACT_PY, ["--task", "all", "--period", "1", "--num-threads", "0", data, model_dir, out])
+    assert p.returncode == 0, p.stderr   # the rerun (here in this process: TensorFlow is loaded) completes
     assert check_ivector_dir(out, data).dim == 64
 
 
@@ -389,8 +412,7 @@ def test_sigkill_make_fbank_then_rerun_redoes_only_the_killed_job(tmp_path):
     assert make_fbank(data, fbank_dir).returncode == 0   # $STALL_UNTIL unset: no stall
     clean = fbank_outputs(data, fbank_dir)
     remove_fbank_outputs(data, fbank_dir)
-    proc = start(["bash", MAKE_FBANK, "--nj", "2", "--fbank-config", FBANK_CONF, data, tmp_path / "log", fbank_dir],
-                 env=stall)
+    proc = start(make_fbank_args(data, fbank_dir), env=stall)
     job2_ark = os.path.join(fbank_dir, "raw_fbank_train.2.ark")
     wait_until(lambda: os.path.exists(os.path.join(fbank_dir, "raw_fbank_train.1.done"))
                and os.path.exists(job2_ark) and os.path.getsize(job2_ark) > 0,
@@ -408,7 +430,7 @@ def test_sigkill_make_fbank_then_rerun_redoes_only_the_killed_job(tmp_path):
 
 def test_sigkill_train_then_rerun_loses_at_most_one_checkpoint_interval(tmp_path, train_scp):
     model = tmp_path / "model"
-    every, steps = 5, 60
+    every, steps = 5, 100
     args = train_py(train_scp, model, "--steps", steps, "--checkpoint-every", every, "--dropout-keep-prob", "1.0")
     log = model / "log" / "train.log"
 
@@ -434,8 +456,7 @@ def test_second_make_fbank_on_the_same_data_dir_refuses(tmp_path):
     data = fbank_data(tmp_path)
     fbank_dir = str(tmp_path / "fbank")
     flag = tmp_path / "go"
-    first = start(["bash", MAKE_FBANK, "--nj", "2", "--fbank-config", FBANK_CONF, data, tmp_path / "log", fbank_dir],
-                  env=stall_last_wav(data, flag))
+    first = start(make_fbank_args(data, fbank_dir), env=stall_last_wav(data, flag))
     wait_until(lambda: os.path.exists(os.path.join(fbank_dir, "raw_fbank_train.1.done")), "the first run's job 1",
                proc=first)
     second = make_fbank(data, str(tmp_path / "fbank2"))
@@ -445,6 +466,7 @@ def test_second_make_fbank_on_the_same_data_dir_refuses(tmp_path):
     p = finish(first)
     assert p.returncode == 0, p.stderr
     datadir.validate(data, need=("feats.scp",))
+    assert lock_holder(data) == "", "a finished run leaves an empty lock file (reruns give identical dirs)"
 
 
 def test_second_extract_into_the_same_dir_refuses(tmp_path, model_dir):
@@ -491,7 +513,7 @@ def test_second_cluster_and_perturb_into_the_same_dir_refuse(tmp_path):
     assert_one_error(run([CLUSTER_SH, "--plot", "false", src, out]), "cluster_utts", f"{out} is in use by another run")
     p = finish(first)
     assert p.returncode == 0, p.stderr
-    assert len(datadir.read_table(os.path.join(out, "utt2spk"))) == len(keys)
+    assert len(datadir.read_table(os.path.join(out, "utt2spk"))) == len(keys) and lock_holder(out) == ""
 
     data = fbank_data(tmp_path)
     dst = str(tmp_path / "data" / "train_sp")

@@ -121,7 +121,8 @@ def dir_lock(directory: str, step: str):
             ...
 
     The lock (``<dir>/.lock``, ``flock``) is released when the process exits,
-    even on SIGKILL, so a crashed run never blocks the rerun.  It is the same
+    even on SIGKILL, so a crashed run never blocks the rerun.  The file names the
+    holder while it runs and is empty after a finished run.  It is the same
     lock that ``steps_unspeech/lock_dir.sh`` takes in bash.
     """
     import fcntl
@@ -129,6 +130,7 @@ def dir_lock(directory: str, step: str):
     ensure_dir(directory)
     path = os.path.join(directory, ".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    locked = False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -136,8 +138,11 @@ def dir_lock(directory: str, step: str):
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise UnspeechError(
                 f"{directory} is in use by another run ({holder}); wait for it or stop it, then rerun") from None
+        locked = True
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{step}, pid {os.getpid()}\n".encode(), 0)
         yield
     finally:
+        if locked:  # emptied again: a finished run leaves the directory as a rerun would
+            os.ftruncate(fd, 0)
         os.close(fd)
