@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 from . import datadir, scoring
-from .fileio import atomic_write, atomic_write_text, ensure_dir, require_file
+from .fileio import atomic_write, atomic_write_text, ensure_dir, read_json_or_none, require_file
 from .log import UnspeechError
 from .utt_vectors import read_utt_vectors, vector_source
 
@@ -531,14 +531,6 @@ def _stamp(path):
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def cluster_utts(src: str, out_dir: str, gold: str = None, opts: ClusterOptions = None, mode: str = "cluster",
                  half_index: int = 0, max_pairs: int = 1_000_000, plot: bool = True,
                  log: logging.Logger = None) -> dict:
@@ -572,7 +564,7 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
                  "options": dataclasses.asdict(opts)}
     path = lambda name: os.path.join(out_dir, name)  # noqa: E731
     done = path(".done")
-    previous = _read_json(done)
+    previous = read_json_or_none(done)
     if previous is not None and previous.get("signature") == signature and (
             mode == "samedifferent" or os.path.isfile(path("utt2spk"))):
         log.info(f"already done with these inputs and options (remove {done} to redo): {out_dir}")

@@ -57,7 +57,7 @@ import numpy as np
 
 from . import datadir, kaldi_io
 from .feats import check_utterance
-from .fileio import atomic_write_text, ensure_dir, require_file
+from .fileio import atomic_write_text, ensure_dir, read_json_or_none, require_file
 from .log import UnspeechError, get_logger
 
 _THREADS_SET = []
@@ -267,19 +267,11 @@ def job_signature(model_dir: str, feats_scp: str, opts: dict) -> dict:
     return dict(sorted(opts.items()), model_files=model_files_id(model_dir), inputs=inputs)
 
 
-def _read_json(path):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-
 def job_is_done(out_dir: str, job: int, signature: dict) -> bool:
     """The job's marker matches ``signature`` and its scps exist."""
     files = job_files(out_dir, job)
     want = [files["scp"]] + ([files["vec_scp"]] if signature.get("speaker_vectors") else [])
-    marker = _read_json(files["done"]) or {}
+    marker = read_json_or_none(files["done"]) or {}
     return marker.get("signature") == signature and all(os.path.isfile(p) for p in want)
 
 
@@ -407,7 +399,7 @@ def finalize(data_dir: str, model_dir: str, out_dir: str, nj: int, **opts) -> in
         if not job_is_done(out_dir, job, sig):
             raise UnspeechError(f"job {job} of {nj} has not finished with this model and these options (see "
                                 f"{out_dir}/log/extract.{job}.log); rerun to finish it: {out_dir}")
-        model_ids.add(_read_json(job_files(out_dir, job)["done"])["model_id"])
+        model_ids.add(read_json_or_none(job_files(out_dir, job)["done"])["model_id"])
     if len(model_ids) != 1:
         raise UnspeechError(f"jobs were run with different models ({', '.join(sorted(model_ids))}); "
                             f"rerun to redo them: {out_dir}")

@@ -88,6 +88,18 @@ def atomic_write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def read_json_or_none(path: str):
+    """Parsed JSON of ``path``, or None if it is missing or unreadable (e.g. a marker
+    from an older or interrupted run, which then simply counts as absent)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def ensure_dir(path: str) -> str:
     """Create ``path`` (and parents) if needed; clear error if impossible."""
     try:
