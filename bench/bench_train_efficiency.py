@@ -13,7 +13,8 @@ utterance, clustered by utils_py.cluster with the recipe's defaults) against
 the true speakers.
 
     .venv/bin/python bench/bench_train_efficiency.py --budgets 5,15,30
-    .venv/bin/python bench/bench_train_efficiency.py --corpora fsdd --budgets 2 --work-dir /tmp/eff
+    .venv/bin/python bench/bench_train_efficiency.py --corpora fsdd --budgets 3 \
+        --variants "base=;vgg16=--embedding-transformation Vgg16" --out bench/results/bench_train_ablations.md
 """
 import argparse
 import json
@@ -91,56 +92,86 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budgets", default="5,15,30", help="wall-clock minutes, comma-separated, ascending")
     p.add_argument("--corpora", default="fsdd,demo")
-    p.add_argument("--objectives", default="original,inbatch")
+    p.add_argument("--variants", default="original=--objective original;inbatch=--objective inbatch",
+                   help="';'-separated name=options runs on top of the corpus conf (ablations: e.g. "
+                        "'base=;vgg16=--embedding-transformation Vgg16')")
     p.add_argument("--opts", default="", help="more train_unspeech options for every run")
-    p.add_argument("--original-opts", default="", help="more options for --objective original runs")
-    p.add_argument("--inbatch-opts", default="", help="more options for --objective inbatch runs")
     p.add_argument("--no-ari", action="store_true", help="skip the clustering of the test set")
     p.add_argument("--work-dir", default="/tmp/unspeech_bench_efficiency")
+    p.add_argument("--title", default="objective original vs inbatch at equal wall-clock budgets")
     p.add_argument("--note", default="", help="free text for the results file (e.g. other load)")
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "bench_train_efficiency.md"))
+    p.add_argument("--report-only", action="store_true",
+                   help="no training: rewrite --out from its .json and the model dirs in --work-dir")
     args = p.parse_args(argv)
-    from bench_train import machine  # same directory
     budgets = [float(b) for b in args.budgets.split(",")]
+    variants = [v.split("=", 1) for v in args.variants.split(";") if v.strip()]
+    if args.report_only:
+        with open(os.path.splitext(args.out)[0] + ".json") as f:
+            rows = json.load(f)
+        return write_report(args, rows)
     rows = []
     for corpus in args.corpora.split(","):
         data = prepare(corpus, args.work_dir)
         conf = os.path.join(RECIPE, "conf", f"train_{corpus}.conf")
-        for objective in args.objectives.split(","):
-            model_dir = os.path.join(args.work_dir, corpus, f"model_{objective}")
-            extra = shlex.split(args.opts) + shlex.split(getattr(args, f"{objective}_opts"))
+        for name, opts in variants:
+            model_dir = os.path.join(args.work_dir, corpus, f"model_{name}")
             for minutes in budgets:
                 t = time.time()
                 sh([os.path.join(REPO, "steps_unspeech", "train_unspeech.py"), "--config", conf,
-                    "--objective", objective, "--steps", "100000000", "--max-hours", f"{minutes / 60:.6f}",
-                    *extra, os.path.join(data, "train"), model_dir])
+                    *shlex.split(opts), *shlex.split(args.opts), "--steps", "100000000",
+                    "--max-hours", f"{minutes / 60:.6f}", os.path.join(data, "train"), model_dir])
                 with open(os.path.join(model_dir, "metrics.json")) as f:
                     m = json.load(f)
                 ari = None if args.no_ari else clustering_ari(model_dir, os.path.join(data, "test"))
-                row = {"corpus": corpus, "objective": objective, "minutes": minutes, "step": m["step"],
-                       "val_accuracy": m["val_accuracy"], "val_auc": m["val_auc"],
-                       "pairs_per_second": m["pairs_per_second"], "ari": ari, "run_seconds": time.time() - t}
+                row = {"corpus": corpus, "variant": name, "options": opts, "minutes": minutes, "step": m["step"],
+                       "final_model_step": m.get("final_model_step"), "val_accuracy": m["val_accuracy"],
+                       "val_auc": m["val_auc"], "windows_per_second": m["windows_per_second"], "ari": ari,
+                       "run_seconds": time.time() - t}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+    write_report(args, rows)
+
+
+def time_to_reach(history, threshold):
+    """Minutes of training until the held-out context accuracy first reached ``threshold`` (None: never)."""
+    return next((60 * h["elapsed_hours"] for h in history
+                 if h.get("val_accuracy") is not None and h["val_accuracy"] >= threshold), None)
+
+
+def write_report(args, rows):
     import tensorflow as tf
-    lines = ["# bench_train_efficiency: objective original vs inbatch at equal wall-clock budgets", "",
+    from bench_train import machine  # same directory
+    lines = [f"# bench_train_efficiency: {args.title}", "",
              f"Machine: {machine()}; TensorFlow {tf.__version__}, {time.strftime('%Y-%m-%d %H:%M')}.",
-             "Each corpus trains with its recipe conf (egs/tedlium/s5_unspeech/conf/train_<corpus>.conf), "
-             "--objective switched, --max-hours = budget (each budget resumes the previous one).",
-             "Held-out context accuracy: fixed balanced sample (majority 0.5) from utterances not trained on. "
-             "ARI: test-set utterance vectors (mean unspeech row) clustered with utils_py.cluster defaults vs "
-             "true speakers.", ""]
+             "Each corpus trains with its recipe conf (egs/tedlium/s5_unspeech/conf/train_<corpus>.conf) plus "
+             "the variant's options, --max-hours = budget (each budget resumes the previous one's checkpoint).",
+             "Held-out context accuracy: fixed balanced sample (majority 0.5) of adjacent vs. random pairs from "
+             "utterances not trained on, of the final model (--final-model of the conf). "
+             "ARI: test-set utterance vectors (mean unspeech row, period 10) clustered with utils_py.cluster "
+             "defaults vs the true speakers.", ""]
     if args.note:
         lines += [f"Note: {args.note}", ""]
-    if args.opts or args.original_opts or args.inbatch_opts:
-        lines += [f"Extra options: all `{args.opts}`, original `{args.original_opts}`, "
-                  f"inbatch `{args.inbatch_opts}`", ""]
-    lines += ["| corpus | objective | budget (min) | steps | held-out context acc | val AUC | test ARI | pairs/s |",
-              "|---|---|---|---|---|---|---|---|"]
+    if args.opts:
+        lines += [f"Extra options of every run: `{args.opts}`", ""]
+    lines += ["| corpus | variant | options | budget (min) | steps (final model) | held-out context acc | "
+              "val AUC | test ARI | tower windows/s |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ari = "n/a" if r["ari"] is None else f"{r['ari']:.3f}"
-        lines.append(f"| {r['corpus']} | {r['objective']} | {r['minutes']:g} | {r['step']} | "
-                     f"{r['val_accuracy']:.3f} | {r['val_auc']:.3f} | {ari} | {r['pairs_per_second']:.0f} |")
+        lines.append(f"| {r['corpus']} | {r['variant']} | `{r['options']}` | {r['minutes']:g} | {r['step']} "
+                     f"({r['final_model_step']}) | {r['val_accuracy']:.3f} | {r['val_auc']:.3f} | {ari} | "
+                     f"{r['windows_per_second']:.0f} |")
+    lines += ["", "Minutes of training (wall, from the longest run's log) until the held-out context accuracy "
+                  "first reached a level; best accuracy seen:", "",
+              "| corpus | variant | >= 0.90 | >= 0.95 | >= 0.98 | best (at min) |", "|---|---|---|---|---|---|"]
+    for corpus, name in dict.fromkeys((r["corpus"], r["variant"]) for r in rows):
+        with open(os.path.join(args.work_dir, corpus, f"model_{name}", "metrics.json")) as f:
+            hist = json.load(f)["history"]
+        best = max(hist, key=lambda h: h["val_accuracy"])
+        reach = [time_to_reach(hist, t) for t in (0.90, 0.95, 0.98)]
+        lines.append(f"| {corpus} | {name} | " + " | ".join("never" if m is None else f"{m:.1f}" for m in reach)
+                     + f" | {best['val_accuracy']:.3f} ({60 * best['elapsed_hours']:.1f}) |")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")

@@ -50,7 +50,5 @@ model_dir=${dirs[$((want - 1))]}
 mkdir -p "$model_dir/log" || { echo "ERROR (train_unspeech): cannot create $model_dir/log" >&2; exit 1; }
 
 echo "$0: training unspeech model in $model_dir (log: $model_dir/log/train.log)"
-if ! "$bindir/train_unspeech.py" "${opts[@]}" "${dirs[@]}"; then
-  echo "$0: training failed; see $model_dir/log/train.log" >&2
-  exit 1
-fi
+# On failure the Python step has printed its one ERROR line last (it is in the log too).
+exec "$bindir/train_unspeech.py" "${opts[@]}" "${dirs[@]}"

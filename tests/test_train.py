@@ -156,10 +156,14 @@ def test_resume_after_sigkill(feats_dir, tmp_path):
 
 
 def test_inbatch_objective_same_model_class(feats_dir, tmp_path):
+    """Also: an ark as --filelist, a memmap --cache-dir, --spk2utt, --final-model best."""
     model_dir = tmp_path / "model"
-    p = run_cmd(train_cmd(feats_dir, model_dir, "--steps", "9", "--objective", "inbatch",
-                          "--spk2utt", str(feats_dir / "spk2utt"), "--final-model", "best"))
+    cmd = train_cmd(feats_dir, model_dir, "--steps", "9", "--objective", "inbatch", "--spk2utt",
+                    str(feats_dir / "spk2utt"), "--final-model", "best", "--cache-dir", str(tmp_path / "cache"))
+    cmd[cmd.index("--filelist") + 1] = str(feats_dir / "feats.ark")
+    p = run_cmd(cmd)
     assert p.returncode == 0, p.stderr
+    assert (tmp_path / "cache" / "data.f32").is_file()
     m = load_model_dir(str(model_dir))
     assert isinstance(m, UnspeechModel) and m.config["objective"] == "inbatch"
     assert m.embed(np.zeros((2, 16, 16), np.float32)).shape == (2, 8)

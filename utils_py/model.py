@@ -214,9 +214,8 @@ class UnspeechModel:
         self._conv = {"target": conv_t, "context": conv_c}
         self._head, towers = {}, {}
         for tower, length in (("target", cfg["window_length"]), ("context", cfg["window_neg_length"])):
-            fmap = conv_t.output.shape[2:]  # (D', C)
-            fmap_shape = (int(length) // 2 ** (len(MODEL_TRANSFORMS[cfg["embedding_transformation"]][1])),) + \
-                tuple(int(v) for v in fmap)
+            # one window's map: (window // 2^pools, D // 2^pools, C); min_frames == 2^pools
+            fmap_shape = (int(length) // self.min_frames,) + tuple(int(v) for v in conv_t.output.shape[2:])
             self._head[tower] = _build_head(cfg, tower, fmap_shape, scale, policy)
             inp = keras.Input((int(length), cfg["feature_dim"]), name=f"{tower}_window")
             towers[tower] = keras.Model(inp, self._head[tower](self._conv[tower](inp)), name=f"{tower}_tower")

@@ -31,7 +31,7 @@ import numpy as np
 from .cli import str2bool
 from .datadir import read_table
 from .feats import load_features
-from .fileio import atomic_write, atomic_write_text, ensure_dir
+from .fileio import atomic_write, atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
 from .log import UnspeechError, get_logger
 from .model import (CONFIG_FILE, MODEL_DEFAULTS, MODEL_TRANSFORMS, WEIGHTS_FILE, build_model,
                     check_model_config, load_weights, save_weights)
@@ -294,6 +294,15 @@ class Trainer:
         return json.loads(arrays["meta"].tobytes().decode("utf-8"))
 
 
+def checkpoint_meta(path) -> dict:
+    """The meta data (step, config, history, ...) of a checkpoint, without loading its arrays."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(z["meta"].tobytes().decode("utf-8"))
+    except Exception as e:
+        raise UnspeechError(f"cannot read checkpoint (corrupt?): {path} ({type(e).__name__}: {e})") from None
+
+
 def evaluate(model, val):
     """Pair-classification accuracy (logit > 0) and ROC AUC of a fixed validation sample."""
     from sklearn.metrics import roc_auc_score
@@ -318,7 +327,7 @@ def windows_per_step(cfg) -> int:
     return cfg["batch_size"] * (1 + K)
 
 
-def plot_curves(history, path, title):
+def plot_curves(history, path, title, final_step=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -332,6 +341,8 @@ def plot_curves(history, path, title):
     a2.plot(steps, [h["train_chance"] for h in history], ":", label="train majority/chance")
     if any(h.get("val_accuracy") is not None for h in history):
         a2.plot(steps, [h.get("val_accuracy") for h in history], label="held-out context accuracy")
+    if final_step is not None and final_step != steps[-1]:
+        a2.axvline(final_step, color="grey", linestyle="--", label=f"final model (step {final_step})")
     a2.set_xlabel("step")
     a2.set_ylim(0, 1)
     a2.legend(loc="lower right")
@@ -351,11 +362,23 @@ def _config_diff(old, new):
 def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     """Train (or resume) the model for ``cfg`` on the feature table ``feats`` into ``model_dir``.
 
-    Returns the final metrics dict.  Raises UnspeechError for bad input.
+    Returns the final metrics dict.  Raises UnspeechError for bad input, or when
+    another run holds ``model_dir`` (``<model_dir>/.lock``).
     """
     log = log or get_logger("train_unspeech")
     check_options(cfg)
     ensure_dir(model_dir)
+    with dir_lock(model_dir, "train_unspeech"):
+        return _run_locked(cfg, feats, model_dir, strategy, log)
+
+
+OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, "training_curves.png",
+                "checkpoints/last.npz", "checkpoints/best.npz")
+
+
+def _run_locked(cfg, feats, model_dir, strategy, log):
+    for name in OUTPUT_FILES:  # temp files of a killed earlier run
+        remove_stale_temps(os.path.join(model_dir, name))
     ckpt_dir = os.path.join(model_dir, "checkpoints")
     last_ckpt = os.path.join(ckpt_dir, "last.npz")
     best_ckpt = os.path.join(ckpt_dir, "best.npz")
@@ -383,14 +406,14 @@ def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     trainer = Trainer(cfg, strategy)
     start, elapsed0, history, best_val, best_step = 0, 0.0, [], -1.0, None
     if os.path.isfile(last_ckpt):
-        meta = trainer.load_checkpoint(last_ckpt)
-        diff = _config_diff(meta["config"], cfg)
-        if diff or meta["config"].get("feature_dim") != cfg["feature_dim"]:
-            diff = diff or ["feature_dim"]
+        old = checkpoint_meta(last_ckpt)["config"]
+        diff = _config_diff(old, cfg) or (["feature_dim"] if old.get("feature_dim") != cfg["feature_dim"] else [])
+        if diff:
             raise UnspeechError(
                 f"{model_dir} holds a checkpoint trained with other options ("
-                + ", ".join(f"{k}: {meta['config'].get(k)} -> {cfg.get(k)}" for k in diff)
+                + ", ".join(f"{k}: {old.get(k)} -> {cfg.get(k)}" for k in diff)
                 + "); use another model dir or remove it")
+        meta = trainer.load_checkpoint(last_ckpt)
         start, elapsed0, history = meta["step"], meta["elapsed_seconds"], meta["history"]
         best_val, best_step = meta.get("best_val_accuracy", -1.0), meta.get("best_val_step")
         log.info(f"resuming from {last_ckpt} at step {start} ({elapsed0 / 3600:.3f} h trained)")
@@ -410,9 +433,10 @@ def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     win = {"t": time.time(), "n": 0, "loss": 0.0, "acc": 0.0, "chance": 0.0, "wait": 0.0}
     stop_reason = "steps"
 
-    def meta(step_):
+    def meta(step_):  # batches come from rng([seed, step]): the step is the sampler state
         return {"step": step_, "elapsed_seconds": elapsed0 + time.time() - t0, "history": history,
-                "best_val_accuracy": best_val, "best_val_step": best_step, "config": cfg, "sampler": {"seed": cfg["seed"], "next_batch": step_}}
+                "best_val_accuracy": best_val, "best_val_step": best_step, "config": cfg,
+                "sampler": {"seed": cfg["seed"], "next_batch": step_}}
 
     bar = _progress_bar(cfg["steps"], start)
     with Prefetcher(make_batch, start, cfg["steps"]) as batches, _redirect_logging(log, bar):
@@ -486,7 +510,8 @@ def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     }
     if history:
         plot_curves(history, os.path.join(model_dir, "training_curves.png"),
-                    f"unspeech {cfg['embedding_transformation']} w{cfg['window_length']} {cfg['objective']}")
+                    f"unspeech {cfg['embedding_transformation']} w{cfg['window_length']} {cfg['objective']}",
+                    final_step=metrics["final_model_step"])
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
     log.info(f"done: step {step} ({stop_reason}), held-out context accuracy {_fmt(metrics['val_accuracy'])}, "
              f"model {os.path.join(model_dir, WEIGHTS_FILE)}")
