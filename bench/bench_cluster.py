@@ -18,6 +18,7 @@ scores.json, embedding_map.png) for sizes in ``--step-sizes``.
 Results are appended case by case to ``<out>.json`` and rendered as
 ``<out>.md``; a case already in the json (same size/method/settings) is not rerun.
 """
+from benchinfo import cpu_description  # noqa: E402  (bench/ is sys.path[0])
 import argparse
 import json
 import os
@@ -57,14 +58,7 @@ def clusters_for(n):
 
 
 def machine():
-    model = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core CPU ({model}), {platform.python_implementation()} {platform.python_version()}"
-
+    return f"{cpu_description()}, {platform.python_implementation()} {platform.python_version()}"
 
 def load():
     return " ".join(f"{x:.1f}" for x in os.getloadavg())

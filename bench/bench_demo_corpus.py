@@ -10,12 +10,11 @@ the load average before the run (other jobs on the machine slow the wall time).
 `make demo` needs `small` in about 1.5 min or less on 2 cores.
 Writes ``<out>.json`` and ``<out>.md``.
 """
+from benchinfo import cpu_description  # noqa: E402  (bench/ is sys.path[0])
 import argparse
 import json
 import os
-import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,13 +29,7 @@ FSDD_ROOT = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd"))
 
 
 def machine() -> str:
-    model = platform.processor() or "unknown"
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    for line in out.splitlines():
-        if line.startswith("Model name:"):
-            model = line.split(":", 1)[1].strip()
-    return f"{os.cpu_count()}-core CPU ({model})"
-
+    return cpu_description()
 
 def cpu_seconds() -> float:
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)

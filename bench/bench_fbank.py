@@ -11,6 +11,7 @@ the best of ``--repeats`` passes is reported, timed with the process CPU clock
 (robust to other jobs on the machine) and the wall clock; the target is
 >= 1000x real time per core.  Writes ``<out>.json`` and ``<out>.md``.
 """
+from benchinfo import cpu_description  # noqa: E402  (bench/ is sys.path[0])
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -53,16 +54,8 @@ VOICES = ["en-us+m3", "en-gb+f2", "en-us+f4", "en+m7", "en-gb-x-rp+m1", "en-us+f
 
 
 def machine() -> dict:
-    model = platform.processor() or "unknown"
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return {"cpu": f"{os.cpu_count()}-core CPU ({model})", "python": platform.python_version(),
+    return {"cpu": cpu_description(), "python": platform.python_version(),
             "kaldi_native_fbank": getattr(knf, "__version__", "1.23")}
-
 
 def load_average():
     try:

@@ -13,10 +13,10 @@ speed (windows/s).
     .venv/bin/python bench/bench_train.py                       # all variants, ~5 min on 2 cores
     .venv/bin/python bench/bench_train.py --runs "Vgg16:fp32,bf16;Resnet:bf16" --out /tmp/b.md
 """
+from benchinfo import cpu_description  # noqa: E402  (bench/ is sys.path[0])
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 
@@ -37,14 +37,7 @@ VARIANTS = {  # name -> (mixed_precision, jit_compile)
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()}-core CPU ({model}), {platform.system()} {platform.machine()}"
-
+    return f"{cpu_description()}, {platform.system()} {platform.machine()}"
 
 def forward_flops(cfg: dict, length: int) -> int:
     """Multiply-add FLOPs (2 per MAC) of one tower's forward pass on one window of ``length`` frames."""
