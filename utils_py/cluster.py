@@ -244,9 +244,7 @@ def _contract(X, core, comp, edges, uf):
     step = _rows_per_chunk(n)
     for a in range(0, n, step):
         b = min(n, a + step)
-        D = np.sqrt(_sq_distances(Xs[a:b], Xs, sq[a:b], sq))
-        np.maximum(D, cores[a:b, None], out=D)
-        np.maximum(D, cores[None, :], out=D)
+        D = _mutual_reachability_rows(Xs, sq, cores, a, b)
         per_comp = np.minimum.reduceat(D, starts, axis=1)                  # (rows, C)
         row_starts = np.flatnonzero(np.r_[True, comps[a + 1:b] != comps[a:b - 1]])
         block = np.minimum.reduceat(per_comp, row_starts, axis=0)
@@ -263,6 +261,15 @@ def _contract(X, core, comp, edges, uf):
                 break
 
 
+def _mutual_reachability_rows(X, sq, core, a, b) -> np.ndarray:
+    """HDBSCAN's mutual-reachability distances of rows ``a:b`` of ``X`` to all rows:
+    max(core[i], core[j], ||x_i - x_j||), with ``sq`` the squared row norms."""
+    D = np.sqrt(_sq_distances(X[a:b], X, sq[a:b], sq))
+    np.maximum(D, core[a:b, None], out=D)
+    np.maximum(D, core[None, :], out=D)
+    return D
+
+
 def _brute_force_round(X, core, comp, edges, uf):
     """One exact Boruvka round over all pairs: every component gets its cheapest edge."""
     n = len(X)
@@ -273,9 +280,7 @@ def _brute_force_round(X, core, comp, edges, uf):
     step = _rows_per_chunk(n)
     for a in range(0, n, step):
         b = min(n, a + step)
-        D = np.sqrt(_sq_distances(X[a:b], X, sq[a:b], sq))
-        np.maximum(D, core32[a:b, None], out=D)
-        np.maximum(D, core32[None, :], out=D)
+        D = _mutual_reachability_rows(X, sq, core32, a, b)
         D[comp[a:b, None] == comp[None, :]] = np.inf
         best_v[a:b] = np.argmin(D, axis=1)
         best_w[a:b] = D[np.arange(b - a), best_v[a:b]]
