@@ -145,12 +145,14 @@ def main(argv=None):
         f"Dense matmul (2048x2048, best of 8): fp32 {peak['fp32'] / 1e9:.1f} GFLOP/s, "
         f"bf16 {peak['bf16'] / 1e9:.1f} GFLOP/s at the start; fp32 {peak2['fp32'] / 1e9:.1f}, "
         f"bf16 {peak2['bf16'] / 1e9:.1f} at the end; the ratios use the higher of the two.",
-        "FLOPs/step = 3 x the forward FLOPs (2 per multiply-add, counted from the architecture) of both towers over all pairs.",
+        "FLOPs/step = 3 x the forward FLOPs (2 per multiply-add, counted from the architecture) "
+        "of both towers over all pairs.",
         "",
     ]
     if args.note:
         lines += [f"Note: {args.note}", ""]
-    lines += ["| transform | variant | s/step | pairs/s | GFLOP/step | GFLOP/s | % of matmul peak | inference windows/s |",
+    lines += ["| transform | variant | s/step | pairs/s | GFLOP/step | GFLOP/s | % of matmul peak | "
+              "inference windows/s |",
               "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['transform']} | {r['variant']} | {r['step_s']:.3f} | {r['pairs_s']:.1f} | "

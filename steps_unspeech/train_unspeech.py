@@ -33,10 +33,12 @@ Defaults are the unspeech-64-ted settings (Vgg16big, 64-frame windows, 2+2 conte
 
 def parser():
     p = step_parser("Train the unspeech context model (siamese CNN, target vs context windows).", EPILOG)
+    p.usage = ("%(prog)s [options] <data-dir> <model-dir>\n"
+               "       %(prog)s [options] --filelist <scp-or-ark> <model-dir>")
     p.add_argument("--filelist", default="",
                    help="feature scp or ark to train on instead of <data-dir>/feats.scp")
     train.add_options(p)
-    p.add_argument("dirs", nargs="+", metavar="[<data-dir>] <model-dir>",
+    p.add_argument("dirs", nargs="+", metavar="dir",
                    help="data dir with feats.scp (omit with --filelist) and the output model dir")
     return p
 

@@ -198,7 +198,8 @@ def bad_inputs(tmp_path):
     nan = ok.copy()
     nan[7, 3] = np.nan
     cases = {
-        "dim": (write_feats(tmp_path / "dim", [("a", ok), ("b", np.ones((60, 17)))]), [], "utterance b has feature dim 17"),
+        "dim": (write_feats(tmp_path / "dim", [("a", ok), ("b", np.ones((60, 17)))]), [],
+                "utterance b has feature dim 17"),
         "nan": (write_feats(tmp_path / "nan", [("a", ok), ("b", nan)]), [], "utterance b has NaN/Inf"),
         "short": (write_feats(tmp_path / "short", [("a", ok[:40]), ("b", ok[:47])]), [],
                   "every utterance is shorter than one positive sample (48 frames"),
