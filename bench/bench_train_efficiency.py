@@ -8,9 +8,9 @@ under growing --max-hours budgets -- each budget resumes the previous one's
 checkpoint, so a 15-minute row is the 5-minute run trained on -- and reports
 the held-out context accuracy (balanced pair classification, majority 0.5, the
 same metric for both objectives), its ROC AUC, steps done, and the clustering
-ARI of the test set's utterance vectors (mean of the unspeech rows of an
-utterance, clustered by utils_py.cluster with the recipe's defaults) against
-the true speakers.
+ARI / NMI and the EER of the test set's utterance vectors (mean of the unspeech
+rows of an utterance, clustered by the recipe's cluster step with its defaults)
+against the true speakers, beside the mean-fbank and mean+std-fbank baselines.
 
     .venv/bin/python bench/bench_train_efficiency.py --budgets 5,15,30
     .venv/bin/python bench/bench_train_efficiency.py --corpora fsdd --budgets 3 \
@@ -63,29 +63,51 @@ def prepare(corpus, work):
     return data
 
 
-def clustering_ari(model_dir, data_dir):
-    """ARI of the test utterances' clusters vs their speakers (None if the pieces are missing)."""
-    try:
-        from sklearn.metrics import adjusted_rand_score
+def test_gold(data_dir):
+    """The test set's true speakers: utt2spk.gold (demo corpus) or utt2spk."""
+    gold = os.path.join(data_dir, "utt2spk.gold")
+    return gold if os.path.isfile(gold) else os.path.join(data_dir, "utt2spk")
 
-        from utils_py import cluster, datadir, extract, kaldi_io
-        from utils_py.model import load_model_dir
-    except ImportError as e:
-        print(f"clustering hook unavailable: {e}")
-        return None
+
+def score_vectors(vec_dir, data_dir):
+    """Cluster the utterance vectors in ``vec_dir`` as the recipe's cluster step does
+    (utils_py.cluster.cluster_utts, default options) and score them against the true
+    speakers: {"ari", "nmi", "eer", "num_clusters", ...}."""
+    from utils_py import cluster
+    return cluster.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=test_gold(data_dir), plot=False)
+
+
+def unspeech_scores(model_dir, data_dir, out):
+    """Scores of the test set's utterance vectors (mean unspeech row, period 10) of ``model_dir``."""
     import numpy as np
-    model = load_model_dir(model_dir)
-    ex = extract.Extractor(model, period=10)
-    gold_file = os.path.join(data_dir, "utt2spk.gold")
-    gold = datadir.read_table(gold_file if os.path.isfile(gold_file) else os.path.join(data_dir, "utt2spk"))
+
+    from utils_py import extract, kaldi_io
+    from utils_py.model import load_model_dir
+    from utils_py.utt_vectors import write_utt_vectors
+    ex = extract.Extractor(load_model_dir(model_dir), period=10)
     feats = os.path.join(data_dir, "feats.scp")
     keys, vecs = [], []
     for key, rows in ex.extract(kaldi_io.iter_matrices(feats), feats):
         keys.append(key)
         vecs.append(np.asarray(rows).mean(axis=0))
-    result = cluster.cluster_vectors(np.stack(vecs), cluster.ClusterOptions())
-    hyp = cluster.speaker_ids(keys, result.labels)
-    return float(adjusted_rand_score([gold[k] for k in keys], [hyp[k] for k in keys]))
+    write_utt_vectors(out, keys, np.stack(vecs))
+    return score_vectors(out, data_dir)
+
+
+def baseline_rows(corpus, data, work):
+    """Mean-fbank and mean+std-fbank utterance vectors of the test set, same clustering and scoring."""
+    from bench_quality import fbank_vectors  # same directory
+    rows = []
+    for name, with_std in (("mean fbank", False), ("mean+std fbank", True)):
+        out = os.path.join(work, corpus, "baseline_" + name.replace(" ", "_").replace("+", "_"))
+        s = score_vectors(fbank_vectors(data, ["test"], out, with_std), os.path.join(data, "test"))
+        rows.append({"corpus": corpus, "variant": name, "options": "", "minutes": None, "step": None,
+                     "final_model_step": None, "val_accuracy": None, "val_auc": None, "windows_per_second": None,
+                     **{k: s.get(k) for k in SCORE_KEYS}})
+    return rows
+
+
+SCORE_KEYS = ("ari", "nmi", "eer", "num_clusters", "num_outliers", "num_gold_speakers")
 
 
 def main(argv=None):
@@ -96,7 +118,7 @@ def main(argv=None):
                    help="';'-separated name=options runs on top of the corpus conf (ablations: e.g. "
                         "'base=;vgg16=--embedding-transformation Vgg16')")
     p.add_argument("--opts", default="", help="more train_unspeech options for every run")
-    p.add_argument("--no-ari", action="store_true", help="skip the clustering of the test set")
+    p.add_argument("--no-ari", action="store_true", help="skip the clustering of the test set (and the baselines)")
     p.add_argument("--work-dir", default="/tmp/unspeech_bench_efficiency")
     p.add_argument("--title", default="objective original vs inbatch at equal wall-clock budgets")
     p.add_argument("--note", default="", help="free text for the results file (e.g. other load)")
@@ -114,6 +136,8 @@ def main(argv=None):
     for corpus in args.corpora.split(","):
         data = prepare(corpus, args.work_dir)
         conf = os.path.join(RECIPE, "conf", f"train_{corpus}.conf")
+        if not args.no_ari:
+            rows += baseline_rows(corpus, data, args.work_dir)
         for name, opts in variants:
             model_dir = os.path.join(args.work_dir, corpus, f"model_{name}")
             for minutes in budgets:
@@ -123,14 +147,20 @@ def main(argv=None):
                     "--max-hours", f"{minutes / 60:.6f}", os.path.join(data, "train"), model_dir])
                 with open(os.path.join(model_dir, "metrics.json")) as f:
                     m = json.load(f)
-                ari = None if args.no_ari else clustering_ari(model_dir, os.path.join(data, "test"))
+                scores = {} if args.no_ari else unspeech_scores(
+                    model_dir, os.path.join(data, "test"), os.path.join(model_dir, f"test_vectors_{minutes:g}min"))
                 row = {"corpus": corpus, "variant": name, "options": opts, "minutes": minutes, "step": m["step"],
                        "final_model_step": m.get("final_model_step"), "val_accuracy": m["val_accuracy"],
-                       "val_auc": m["val_auc"], "windows_per_second": m["windows_per_second"], "ari": ari,
-                       "run_seconds": time.time() - t}
+                       "val_auc": m["val_auc"], "windows_per_second": m["windows_per_second"],
+                       **{k: scores.get(k) for k in SCORE_KEYS}, "run_seconds": time.time() - t}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     write_report(args, rows)
+
+
+def fmt(value, spec="{:.3f}"):
+    """A table cell: ``spec`` of ``value``, blank for None (rows without that measure)."""
+    return "" if value is None else spec.format(value)
 
 
 def first_reaching(history, threshold):
@@ -147,26 +177,34 @@ def write_report(args, rows):
              "the variant's options, --max-hours = budget (each budget resumes the previous one's checkpoint).",
              "Held-out context accuracy: fixed balanced sample (majority 0.5) of adjacent vs. random pairs from "
              "utterances not trained on, of the final model (--final-model of the conf). "
-             "ARI: test-set utterance vectors (mean unspeech row, period 10) clustered with utils_py.cluster "
-             "defaults vs the true speakers.", ""]
+             "ARI / NMI / EER: test-set utterance vectors (mean unspeech row, period 10; baselines: mean, "
+             "mean+std of the fbank frames) through the recipe's cluster step (utils_py.cluster.cluster_utts, "
+             "default options: set-mean subtraction, L2 norm, HDBSCAN min_cluster_size 5 / min_samples 3, "
+             "outliers each their own speaker) vs the true speakers; EER of cosine scores of all test "
+             "utterance pairs.", ""]
     if args.note:
         lines += [f"Note: {args.note}", ""]
     if args.opts:
         lines += [f"Extra options of every run: `{args.opts}`", ""]
     lines += ["| corpus | variant | options | budget (min) | steps (final model) | held-out context acc | "
-              "val AUC | test ARI | tower windows/s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "val AUC | test ARI | test NMI | test EER % | clusters (outliers) / speakers | tower windows/s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        ari = "n/a" if r["ari"] is None else f"{r['ari']:.3f}"
-        lines.append(f"| {r['corpus']} | {r['variant']} | `{r['options']}` | {r['minutes']:g} | {r['step']} "
-                     f"({r['final_model_step']}) | {r['val_accuracy']:.3f} | {r['val_auc']:.3f} | {ari} | "
-                     f"{r['windows_per_second']:.0f} |")
+        lines.append(" | ".join([
+            f"| {r['corpus']}", r["variant"], f"`{r['options']}`" if r["options"] else "",
+            fmt(r["minutes"], "{:g}"),
+            "" if r["step"] is None else f"{r['step']} ({r['final_model_step']})",
+            fmt(r["val_accuracy"]), fmt(r["val_auc"]), fmt(r.get("ari")), fmt(r.get("nmi")),
+            fmt(None if r.get("eer") is None else 100 * r["eer"], "{:.1f}"),
+            "" if r.get("num_clusters") is None else
+            f"{r['num_clusters']} ({r['num_outliers']}) / {r['num_gold_speakers']}",
+            fmt(r["windows_per_second"], "{:.0f}")]) + " |")
     lines += ["", "Minutes (wall) and steps of training, from the longest run's log, until the held-out context "
                   "accuracy first reached a level (checked every --log-every steps); best accuracy seen. "
                   "Minutes depend on the load of the shared cores, steps do not.", "",
               "| corpus | variant | >= 0.90 min (steps) | >= 0.95 min (steps) | >= 0.98 min (steps) | "
               "best (at min) |", "|---|---|---|---|---|---|"]
-    for corpus, name in dict.fromkeys((r["corpus"], r["variant"]) for r in rows):
+    for corpus, name in dict.fromkeys((r["corpus"], r["variant"]) for r in rows if r["step"] is not None):
         with open(os.path.join(args.work_dir, corpus, f"model_{name}", "metrics.json")) as f:
             hist = json.load(f)["history"]
         best = max(hist, key=lambda h: h["val_accuracy"])

@@ -71,6 +71,23 @@ def test_chunk_batch_grouped_by_target():
         assert [origin(c[i * 3 + j]) for j in range(3)] == [(tu, tt - 8), (tu, tt - 4), (tu, tt + 6)]
 
 
+def test_chunk_batch_chunks_per_utt():
+    feats = coded_feats([60, 70, 80, 90, 100])
+    s = sampler(feats, batch_size=6, chunks_per_utt=3)
+    t, c, utts = s.chunk_batch(2)
+    assert t.shape == (6, 6, 3) and c.shape == (6 * 3, 4, 3)
+    assert [origin(w)[0] for w in t] == utts.tolist()
+    assert utts[0] == utts[1] == utts[2] and utts[3] == utts[4] == utts[5]
+    for _ in range(20):  # positions drawn independently within the utterance
+        t, _, utts = s.chunk_batch(_)
+        if len({origin(w)[1] for w in t[:3]}) > 1:
+            break
+    else:
+        pytest.fail("chunks of one utterance always start at the same frame")
+    with pytest.raises(UnspeechError, match="must divide the batch size"):
+        sampler(feats, batch_size=6, chunks_per_utt=4)
+
+
 def test_batches_are_deterministic_per_step():
     feats = coded_feats([30, 31, 32, 33])
     a, b = sampler(feats), sampler(feats)

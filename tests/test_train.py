@@ -53,6 +53,46 @@ def test_inbatch_labels_and_mask():
     np.testing.assert_array_equal(mask.numpy(), [[1, 1, 0], [1, 1, 1], [0, 1, 1]])
 
 
+def test_inbatch_same_utterance_positive():
+    from utils_py import objectives as obj
+    labels, mask = obj.inbatch_targets(np.array([7, 7]), 2, "positive")  # two chunks of one utterance
+    np.testing.assert_array_equal(labels.numpy(), np.ones((2, 4)))
+    np.testing.assert_array_equal(mask.numpy(), np.ones((2, 4)))
+    labels, mask = obj.inbatch_targets(np.array([5, 6, 5]), 1, "positive")
+    np.testing.assert_array_equal(labels.numpy(), [[1, 0, 1], [0, 1, 0], [1, 0, 1]])
+    np.testing.assert_array_equal(mask.numpy(), np.ones((3, 3)))
+    loss, acc, _ = obj.inbatch_loss(T_EMB, C_EMB, *obj.inbatch_targets(np.array([7, 7]), 2, "positive"), "sigmoid")
+    # every pair positive (no negatives: their half of the loss is 0)
+    pos = [2, 1, 0, 1, 0, 0.5, 1, 0]
+    assert float(loss) == pytest.approx(0.5 * np.mean([softplus(-x) for x in pos]), rel=1e-5)
+    assert float(acc) == pytest.approx(0.5 * 5 / 8)
+    with pytest.raises(ValueError, match="unknown same_utt"):
+        obj.inbatch_targets(np.array([1, 2]), 2, "negative")
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"inbatch_same_utt": "negative"}, "unknown --inbatch-same-utt negative (mask | positive)"),
+    ({"inbatch_chunks_per_utt": 3}, "--inbatch-chunks-per-utt 3 must be >= 1 and divide --batch-size 32"),
+    ({"inbatch_chunks_per_utt": 0}, "--inbatch-chunks-per-utt 0 must be >= 1"),
+    ({"objective": "contrastive"}, "unknown --objective contrastive"),
+])
+def test_bad_options_are_named(opts, message):
+    from utils_py.log import UnspeechError
+    from utils_py.train import check_options, default_options
+    with pytest.raises(UnspeechError) as e:
+        check_options(dict(default_options(), **opts))
+    assert message in str(e.value)
+
+
+def test_resume_accepts_checkpoint_older_than_an_option():
+    """A checkpoint written before an option existed resumes when the option keeps its default."""
+    from utils_py.train import _config_diff, default_options
+    old = default_options()
+    del old["inbatch_same_utt"]
+    assert _config_diff(old, default_options()) == []
+    assert _config_diff(old, dict(default_options(), inbatch_same_utt="positive")) == ["inbatch_same_utt"]
+
+
 def test_inbatch_softmax_hand_computed():
     from utils_py import objectives as obj
     labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)

@@ -51,16 +51,21 @@ def pair_loss(t_emb, c_emb, labels):
     return loss, acc, tf.maximum(pos, 1.0 - pos)
 
 
-def inbatch_targets(utts, contexts: int):
-    """(B, B*K) labels and mask: label 1 where context j is target i's own (j // K == i);
-    mask 0 where j comes from another chunk of target i's utterance."""
+def inbatch_targets(utts, contexts: int, same_utt: str = "mask"):
+    """(B, B*K) labels and mask: label 1 where context j is target i's own (j // K == i).
+    A context j from another chunk of target i's utterance is masked out
+    (``same_utt="mask"``: mask 0) or a positive too (``"positive"``: label 1)."""
     utts = tf.convert_to_tensor(utts)
     b = tf.shape(utts)[0]
     owner = tf.repeat(tf.range(b), contexts)                          # (B*K,)
     own = tf.equal(tf.range(b)[:, None], owner[None, :])              # (B, B*K)
-    same_utt = tf.equal(utts[:, None], tf.gather(utts, owner)[None, :])
+    same_utt_pairs = tf.equal(utts[:, None], tf.gather(utts, owner)[None, :])
+    if same_utt == "positive":
+        return tf.cast(same_utt_pairs, tf.float32), tf.ones_like(tf.cast(own, tf.float32))
+    if same_utt != "mask":
+        raise ValueError(f"unknown same_utt {same_utt!r} (mask | positive)")
     labels = tf.cast(own, tf.float32)
-    mask = tf.cast(tf.logical_or(own, tf.logical_not(same_utt)), tf.float32)
+    mask = tf.cast(tf.logical_or(own, tf.logical_not(same_utt_pairs)), tf.float32)
     return labels, mask
 
 

@@ -40,8 +40,9 @@ class ContextSampler:
     """Draws windows from the utterances ``utts`` (indices into ``feats``)."""
 
     def __init__(self, feats, utts, window_length, window_neg_length, left_contexts=2, right_contexts=2,
-                 negative_samples=4, batch_size=32, seed=0, speakers=None):
-        """``speakers``: optional int array, the speaker of every utterance of ``feats``."""
+                 negative_samples=4, batch_size=32, seed=0, speakers=None, chunks_per_utt=1):
+        """``speakers``: optional int array, the speaker of every utterance of ``feats``;
+        ``chunks_per_utt``: positive samples per drawn utterance in ``chunk_batch``."""
         self.feats = feats
         self.utts = np.asarray(utts, dtype=np.int64)
         self.window_length = int(window_length)
@@ -51,6 +52,9 @@ class ContextSampler:
         self.negative_samples = int(negative_samples)
         self.batch_size = int(batch_size)
         self.seed = int(seed)
+        self.chunks_per_utt = int(chunks_per_utt)
+        if self.chunks_per_utt < 1 or self.batch_size % self.chunks_per_utt:
+            raise UnspeechError(f"chunks per utterance ({chunks_per_utt}) must divide the batch size ({batch_size})")
         self.chunk_length = chunk_length(window_length, window_neg_length, left_contexts, right_contexts)
         if len(self.utts) == 0:
             raise UnspeechError("no utterances to sample from")
@@ -101,9 +105,10 @@ class ContextSampler:
         start, count = self._spk
         return self._spk_utts[start[rows] + (rng.random(len(rows)) * count[rows]).astype(np.int64)]
 
-    def chunks(self, rng, n):
-        """``n`` positive samples: utts (n,), targets (n, W, D), contexts (n, L+R, Wn, D)."""
-        utts = self._chunk_utts(rng, n)
+    def chunks(self, rng, n, per_utt=1):
+        """``n`` positive samples: utts (n,), targets (n, W, D), contexts (n, L+R, Wn, D);
+        ``per_utt`` consecutive samples share an utterance (independent positions)."""
+        utts = np.repeat(self._chunk_utts(rng, n // per_utt), per_utt)
         chunk = self._windows(rng, utts, self.chunk_length)
         wn, c0 = self.window_neg_length, self.left * self.window_neg_length
         target = chunk[:, c0:c0 + self.window_length]
@@ -132,7 +137,7 @@ class ContextSampler:
 
     def chunk_batch(self, step: int):
         """In-batch objective: targets (B, W, D), contexts (B*(L+R), Wn, D) grouped by target, utts (B,)."""
-        utts, target, ctx = self.chunks(self.rng(step), self.batch_size)
+        utts, target, ctx = self.chunks(self.rng(step), self.batch_size, self.chunks_per_utt)
         return target, ctx.reshape((-1,) + ctx.shape[2:]), utts.astype(np.int32)
 
     def validation_pairs(self, n_pairs: int, seed: int):

@@ -39,6 +39,7 @@ from .sampler import ContextSampler, Prefetcher, chunk_length
 
 METRICS_FILE = "metrics.json"
 OBJECTIVES = ("original", "inbatch")
+INBATCH_SAME_UTT = ("mask", "positive")
 
 # (name, type, default, help).  Model option defaults come from MODEL_DEFAULTS.
 OPTIONS = [
@@ -65,6 +66,10 @@ OPTIONS = [
     ("gradient_clipping", float, 10.0, "clip each gradient tensor to this norm (0: off)"),
     ("objective", str, "original", "original (labelled pairs) | inbatch (all targets x all contexts)"),
     ("inbatch_loss", str, "sigmoid", "sigmoid (balanced pairs) | softmax (InfoNCE) -- loss of --objective inbatch"),
+    ("inbatch_chunks_per_utt", int, 1, "positive samples (chunks) drawn from each utterance of an in-batch "
+                                       "batch, at independent positions (must divide --batch-size)"),
+    ("inbatch_same_utt", str, "mask", "mask | positive: a target vs the contexts of another chunk of its own "
+                                      "utterance -- left out of the loss, or counted as a positive pair"),
     ("steps", int, 400000, "training steps"),
     ("max_hours", float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
     ("seed", int, 1, "seed of the weight init, the validation split and the batches"),
@@ -105,6 +110,11 @@ def check_options(cfg: dict) -> None:
         raise UnspeechError(f"unknown --objective {cfg['objective']} (original | inbatch)")
     if cfg["inbatch_loss"] not in ("softmax", "sigmoid"):
         raise UnspeechError(f"unknown --inbatch-loss {cfg['inbatch_loss']} (softmax | sigmoid)")
+    if cfg["inbatch_same_utt"] not in INBATCH_SAME_UTT:
+        raise UnspeechError(f"unknown --inbatch-same-utt {cfg['inbatch_same_utt']} (mask | positive)")
+    if cfg["inbatch_chunks_per_utt"] < 1 or cfg["batch_size"] % cfg["inbatch_chunks_per_utt"]:
+        raise UnspeechError(f"--inbatch-chunks-per-utt {cfg['inbatch_chunks_per_utt']} must be >= 1 and "
+                            f"divide --batch-size {cfg['batch_size']}")
     if cfg["final_model"] not in ("last", "best"):
         raise UnspeechError(f"unknown --final-model {cfg['final_model']} (last | best)")
     if cfg["final_model"] == "best" and cfg["val_fraction"] <= 0:
@@ -236,7 +246,7 @@ class Trainer:
                 if cfg["objective"] == "original":
                     loss, acc, chance = objectives.pair_loss(et, ec, extra)
                 else:
-                    labels, mask = objectives.inbatch_targets(extra, K)
+                    labels, mask = objectives.inbatch_targets(extra, K, cfg["inbatch_same_utt"])
                     loss, acc, chance = objectives.inbatch_loss(et, ec, labels, mask, cfg["inbatch_loss"])
                 total = loss
                 if l2 > 0:
@@ -354,8 +364,10 @@ def plot_curves(history, path, title, final_step=None):
 
 
 def _config_diff(old, new):
+    """Options that differ; an option newer than ``old``'s checkpoint counts as its default."""
     keys = sorted((set(old) | set(new)) - RESUME_FREE - {"feature_dim"})
-    return [k for k in keys if old.get(k) != new.get(k)]
+    defaults = default_options()
+    return [k for k in keys if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]
 
 
 # ---------------------------------------------------------------- main entry
@@ -396,7 +408,8 @@ def _run_locked(cfg, feats, model_dir, strategy, log):
     log.info(f"training on {len(train_utts)} utterances, {len(val_utts)} held out for validation")
     sampler = ContextSampler(data, train_utts, cfg["window_length"], cfg["window_neg_length"],
                              cfg["left_contexts"], cfg["right_contexts"], cfg["negative_samples"],
-                             cfg["batch_size"], cfg["seed"], speakers)
+                             cfg["batch_size"], cfg["seed"], speakers,
+                             chunks_per_utt=cfg["inbatch_chunks_per_utt"] if cfg["objective"] == "inbatch" else 1)
     val = None
     if len(val_utts):
         val = ContextSampler(data, val_utts, cfg["window_length"], cfg["window_neg_length"],
