@@ -77,14 +77,15 @@ def score_vectors(vec_dir, data_dir):
     return cluster.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=test_gold(data_dir), plot=False)
 
 
-def unspeech_scores(model_dir, data_dir, out):
-    """Scores of the test set's utterance vectors (mean unspeech row, period 10) of ``model_dir``."""
+def unspeech_scores(model, data_dir, out):
+    """Scores of the test set's utterance vectors (mean unspeech row, period 10) of ``model``
+    (a model dir or a loaded model); the vectors go to ``out``."""
     import numpy as np
 
     from utils_py import extract, kaldi_io
     from utils_py.model import load_model_dir
     from utils_py.utt_vectors import write_utt_vectors
-    ex = extract.Extractor(load_model_dir(model_dir), period=10)
+    ex = extract.Extractor(load_model_dir(model) if isinstance(model, str) else model, period=10)
     feats = os.path.join(data_dir, "feats.scp")
     keys, vecs = [], []
     for key, rows in ex.extract(kaldi_io.iter_matrices(feats), feats):

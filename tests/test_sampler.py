@@ -88,6 +88,17 @@ def test_chunk_batch_chunks_per_utt():
         sampler(feats, batch_size=6, chunks_per_utt=4)
 
 
+def test_level_jitter_moves_each_window_by_its_own_constant():
+    feats = coded_feats([60, 70, 80])
+    plain_t, plain_c, _ = sampler(feats, batch_size=4).chunk_batch(3)
+    t, c, _ = sampler(feats, batch_size=4, level_jitter_db=3.0).chunk_batch(3)  # same positions, then offsets
+    limit = 3.0 * np.log(10) / 10
+    for a, b in ((t, plain_t), (c, plain_c)):
+        d = (a - b).reshape(len(a), -1)
+        assert np.allclose(d, d[:, :1], atol=1e-5), "one offset per window"
+        assert np.all(np.abs(d) <= limit + 1e-6) and len(np.unique(d[:, 0].round(6))) == len(d)
+
+
 def test_batches_are_deterministic_per_step():
     feats = coded_feats([30, 31, 32, 33])
     a, b = sampler(feats), sampler(feats)

@@ -75,6 +75,7 @@ def test_inbatch_same_utterance_positive():
     ({"inbatch_chunks_per_utt": 3}, "--inbatch-chunks-per-utt 3 must be >= 1 and divide --batch-size 32"),
     ({"inbatch_chunks_per_utt": 0}, "--inbatch-chunks-per-utt 0 must be >= 1"),
     ({"objective": "contrastive"}, "unknown --objective contrastive"),
+    ({"level_jitter_db": -1.0}, "--level-jitter-db must be >= 0"),
 ])
 def test_bad_options_are_named(opts, message):
     from utils_py.log import UnspeechError

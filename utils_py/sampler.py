@@ -40,9 +40,12 @@ class ContextSampler:
     """Draws windows from the utterances ``utts`` (indices into ``feats``)."""
 
     def __init__(self, feats, utts, window_length, window_neg_length, left_contexts=2, right_contexts=2,
-                 negative_samples=4, batch_size=32, seed=0, speakers=None, chunks_per_utt=1):
+                 negative_samples=4, batch_size=32, seed=0, speakers=None, chunks_per_utt=1,
+                 level_jitter_db=0.0):
         """``speakers``: optional int array, the speaker of every utterance of ``feats``;
-        ``chunks_per_utt``: positive samples per drawn utterance in ``chunk_batch``."""
+        ``chunks_per_utt``: positive samples per drawn utterance in ``chunk_batch``;
+        ``level_jitter_db``: every window's level moved by uniform(-x, x) dB on its own
+        (log fbank + x/10 ln 10), so that matching windows by recording level does not pay."""
         self.feats = feats
         self.utts = np.asarray(utts, dtype=np.int64)
         self.window_length = int(window_length)
@@ -53,6 +56,7 @@ class ContextSampler:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.chunks_per_utt = int(chunks_per_utt)
+        self.level_jitter = float(level_jitter_db) * np.log(10.0) / 10.0   # in natural-log fbank units
         if self.chunks_per_utt < 1 or self.batch_size % self.chunks_per_utt:
             raise UnspeechError(f"chunks per utterance ({chunks_per_utt}) must divide the batch size ({batch_size})")
         self.chunk_length = chunk_length(window_length, window_neg_length, left_contexts, right_contexts)
@@ -115,13 +119,21 @@ class ContextSampler:
         ctx = [chunk[:, i * wn:(i + 1) * wn] for i in range(self.left)]
         ctx += [chunk[:, c0 + self.window_length + i * wn:c0 + self.window_length + (i + 1) * wn]
                 for i in range(self.right)]
-        return utts, np.ascontiguousarray(target), np.stack(ctx, axis=1)
+        return utts, self._jitter(rng, np.ascontiguousarray(target)), self._jitter(rng, np.stack(ctx, axis=1))
 
     def negatives(self, rng, n, like=None):
         """``n`` negative pairs: targets (n, W, D), contexts (n, Wn, D), independent positions/utts."""
         t = self._windows(rng, self._random_utts(rng, n, like), self.window_length)
         c = self._windows(rng, self._random_utts(rng, n, like), self.window_neg_length)
-        return t, c
+        return self._jitter(rng, t), self._jitter(rng, c)
+
+    def _jitter(self, rng, windows):
+        """Add one random level offset to each window (the last two axes are frames x bins)."""
+        if self.level_jitter <= 0:
+            return windows
+        shift = rng.uniform(-self.level_jitter, self.level_jitter, windows.shape[:-2] + (1, 1))
+        windows += shift.astype(windows.dtype)
+        return windows
 
     # ---- batches ----
     def pair_batch(self, step: int):

@@ -70,6 +70,8 @@ OPTIONS = [
                                        "batch, at independent positions (must divide --batch-size)"),
     ("inbatch_same_utt", str, "mask", "mask | positive: a target vs the contexts of another chunk of its own "
                                       "utterance -- left out of the loss, or counted as a positive pair"),
+    ("level_jitter_db", float, 0.0, "augmentation: move each training window's level by a random "
+                                    "uniform(-x, x) dB of its own (0: off)"),
     ("steps", int, 400000, "training steps"),
     ("max_hours", float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
     ("seed", int, 1, "seed of the weight init, the validation split and the batches"),
@@ -124,7 +126,7 @@ def check_options(cfg: dict) -> None:
     for key in ("batch_size", "steps", "checkpoint_every", "log_every"):
         if cfg[key] < 1:
             raise UnspeechError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
-    for key in ("left_contexts", "right_contexts", "negative_samples", "warmup_steps"):
+    for key in ("left_contexts", "right_contexts", "negative_samples", "warmup_steps", "level_jitter_db"):
         if cfg[key] < 0:
             raise UnspeechError(f"--{key.replace('_', '-')} must be >= 0, got {cfg[key]}")
     if cfg["left_contexts"] + cfg["right_contexts"] < 1:
@@ -409,7 +411,8 @@ def _run_locked(cfg, feats, model_dir, strategy, log):
     sampler = ContextSampler(data, train_utts, cfg["window_length"], cfg["window_neg_length"],
                              cfg["left_contexts"], cfg["right_contexts"], cfg["negative_samples"],
                              cfg["batch_size"], cfg["seed"], speakers,
-                             chunks_per_utt=cfg["inbatch_chunks_per_utt"] if cfg["objective"] == "inbatch" else 1)
+                             chunks_per_utt=cfg["inbatch_chunks_per_utt"] if cfg["objective"] == "inbatch" else 1,
+                             level_jitter_db=cfg["level_jitter_db"])
     val = None
     if len(val_utts):
         val = ContextSampler(data, val_utts, cfg["window_length"], cfg["window_neg_length"],
