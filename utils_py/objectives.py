@@ -7,7 +7,12 @@ dot product of the two embeddings, sigmoid cross-entropy.
 (K = left + right contexts) of the batch: a (B, B*K) logit matrix from only
 B + B*K tower passes.  Context j belongs to target j // K (positive), all
 other pairs are negatives -- except pairs whose two chunks come from the same
-utterance, which are masked out (neither positive nor negative).  Losses:
+utterance, which are masked out (neither positive nor negative), or, with
+``same_utt="positive"`` (``--inbatch-same-utt positive``, best with several
+chunks per utterance, ``--inbatch-chunks-per-utt``), count as positives: an
+utterance-level pull that slowed, but did not stop, the drift towards
+utterance-specific cues on the demo corpus
+(bench/results/bench_train_inbatch_drift.md).  Losses:
 
 - ``softmax`` (InfoNCE): for every context window, cross-entropy of picking its
   own target among the B targets (masked targets excluded);

@@ -5,7 +5,9 @@ window_length + window_neg_length * right`` frames: the centre window is the
 target, each adjacent context window forms a positive pair with it.  Negative
 pairs take both windows from random positions of random utterances, drawn
 independently (with speakers: both from the positive sample's speaker, as the
-original's per-speaker negative sampling).
+original's per-speaker negative sampling).  With ``level_jitter_db`` every
+training window gets its own random level offset (log fbank + constant), so
+windows cannot be matched by recording level alone.
 
 Batch ``step`` is drawn from ``np.random.default_rng([seed, step])``: batches
 are reproducible, can be produced ahead in a background thread, and a resumed

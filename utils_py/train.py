@@ -70,8 +70,8 @@ OPTIONS = [
                                        "batch, at independent positions (must divide --batch-size)"),
     ("inbatch_same_utt", str, "mask", "mask | positive: a target vs the contexts of another chunk of its own "
                                       "utterance -- left out of the loss, or counted as a positive pair"),
-    ("level_jitter_db", float, 0.0, "augmentation: move each training window's level by a random "
-                                    "uniform(-x, x) dB of its own (0: off)"),
+    ("level_jitter_db", float, 0.0, "augmentation: add to each training window's log fbank its own random "
+                                    "level offset, uniform(-x, x) dB (0: off)"),
     ("steps", int, 400000, "training steps"),
     ("max_hours", float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
     ("seed", int, 1, "seed of the weight init, the validation split and the batches"),
