@@ -87,11 +87,14 @@ def test_bad_options_are_named(opts, message):
 
 def test_resume_accepts_checkpoint_older_than_an_option():
     """A checkpoint written before an option existed resumes when the option keeps its default."""
-    from utils_py.train import _config_diff, default_options
+    from utils_py.train import _config_diff, _other_options_message, default_options
     old = default_options()
     del old["inbatch_same_utt"]
     assert _config_diff(old, default_options()) == []
-    assert _config_diff(old, dict(default_options(), inbatch_same_utt="positive")) == ["inbatch_same_utt"]
+    new = dict(default_options(), inbatch_same_utt="positive")
+    assert _config_diff(old, new) == ["inbatch_same_utt"]
+    assert "(inbatch_same_utt: mask -> positive)" in _other_options_message("exp/m", "a model", old, new,
+                                                                          ["inbatch_same_utt"])
 
 
 def test_inbatch_softmax_hand_computed():

@@ -372,6 +372,13 @@ def _config_diff(old, new):
     return [k for k in keys if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]
 
 
+def _other_options_message(model_dir, what, old, new, diff) -> str:
+    defaults = default_options()
+    return (f"{model_dir} holds {what} trained with other options ("
+            + ", ".join(f"{k}: {old.get(k, defaults.get(k))} -> {new.get(k)}" for k in diff)
+            + "); use another model dir or remove it")
+
+
 # ---------------------------------------------------------------- main entry
 def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     """Train (or resume) the model for ``cfg`` on the feature table ``feats`` into ``model_dir``.
@@ -425,10 +432,7 @@ def _run_locked(cfg, feats, model_dir, strategy, log):
         old = checkpoint_meta(last_ckpt)["config"]
         diff = _config_diff(old, cfg) or (["feature_dim"] if old.get("feature_dim") != cfg["feature_dim"] else [])
         if diff:
-            raise UnspeechError(
-                f"{model_dir} holds a checkpoint trained with other options ("
-                + ", ".join(f"{k}: {old.get(k)} -> {cfg.get(k)}" for k in diff)
-                + "); use another model dir or remove it")
+            raise UnspeechError(_other_options_message(model_dir, "a checkpoint", old, cfg, diff))
         meta = trainer.load_checkpoint(last_ckpt)
         start, elapsed0, history = meta["step"], meta["elapsed_seconds"], meta["history"]
         best_val, best_step = meta.get("best_val_accuracy", -1.0), meta.get("best_val_step")
@@ -547,11 +551,9 @@ def _finished_metrics(model_dir, cfg):
             old = json.load(f)
     except ValueError:
         return None
-    if _config_diff(old, cfg):
-        diff = _config_diff(old, cfg)
-        raise UnspeechError(f"{model_dir} holds a model trained with other options ("
-                            + ", ".join(f"{k}: {old.get(k)} -> {cfg.get(k)}" for k in diff)
-                            + "); use another model dir or remove it")
+    diff = _config_diff(old, cfg)
+    if diff:
+        raise UnspeechError(_other_options_message(model_dir, "a model", old, cfg, diff))
     more_time = cfg["max_hours"] <= 0 or metrics.get("elapsed_hours", 0) < cfg["max_hours"]
     if metrics.get("step", 0) < cfg["steps"] and more_time:
         return None  # --steps / --max-hours raised: continue from the last checkpoint
