@@ -30,6 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 FSDD = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd"))
+# test-set scores of every row (from utils_py.cluster.cluster_utts)
+SCORE_KEYS = ("ari", "nmi", "eer", "num_clusters", "num_outliers", "num_gold_speakers")
 
 
 def env():
@@ -63,18 +65,14 @@ def prepare(corpus, work):
     return data
 
 
-def test_gold(data_dir):
-    """The test set's true speakers: utt2spk.gold (demo corpus) or utt2spk."""
-    gold = os.path.join(data_dir, "utt2spk.gold")
-    return gold if os.path.isfile(gold) else os.path.join(data_dir, "utt2spk")
-
-
 def score_vectors(vec_dir, data_dir):
     """Cluster the utterance vectors in ``vec_dir`` as the recipe's cluster step does
     (utils_py.cluster.cluster_utts, default options) and score them against the true
-    speakers: {"ari", "nmi", "eer", "num_clusters", ...}."""
+    speakers of ``data_dir`` (utt2spk.gold or utt2spk): {"ari", "nmi", "eer", "num_clusters", ...}."""
+    from bench_quality import gold_file  # same directory
     from utils_py import cluster
-    return cluster.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=test_gold(data_dir), plot=False)
+    gold = gold_file(os.path.dirname(data_dir), [os.path.basename(data_dir)], os.path.join(vec_dir, "utt2spk.gold"))
+    return cluster.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=gold, plot=False)
 
 
 def unspeech_scores(model, data_dir, out):
@@ -106,9 +104,6 @@ def baseline_rows(corpus, data, work):
                      "final_model_step": None, "val_accuracy": None, "val_auc": None, "windows_per_second": None,
                      **{k: s.get(k) for k in SCORE_KEYS}})
     return rows
-
-
-SCORE_KEYS = ("ari", "nmi", "eer", "num_clusters", "num_outliers", "num_gold_speakers")
 
 
 def main(argv=None):

@@ -28,8 +28,8 @@ def main(argv=None):
     p.add_argument("model_dirs", nargs="+")
     p.add_argument("--work-dir", default="/tmp/unspeech_score_model", help="vectors and cluster dirs go here")
     args = p.parse_args(argv)
-    from utils_py.model import load_model_dir, load_weights
-    from utils_py.train import checkpoint_meta
+    from utils_py.model import load_model_dir
+    from utils_py.train import read_checkpoint
     for model_dir in args.model_dirs:
         model = load_model_dir(model_dir)
         name = os.path.basename(os.path.abspath(model_dir))
@@ -41,9 +41,9 @@ def main(argv=None):
                 path = os.path.join(model_dir, "checkpoints", ckpt)
                 if not os.path.isfile(path):
                     continue
-                weights = load_weights(path)
-                model.set_weights({k[6:]: v for k, v in weights.items() if k.startswith("model/")}, path)
-                step = checkpoint_meta(path)["step"]
+                weights, _, meta = read_checkpoint(path)
+                model.set_weights(weights, path)
+                step = meta["step"]
             else:
                 step = final_step
             s = unspeech_scores(model, args.data_dir, os.path.join(args.work_dir, name, label))

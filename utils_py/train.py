@@ -288,22 +288,28 @@ class Trainer:
 
     def load_model_weights(self, path) -> None:
         """Only the model weights of a checkpoint (e.g. the best one, for the final model)."""
-        arrays = load_weights(path)
-        self.model.set_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")}, path)
+        self.model.set_weights(read_checkpoint(path)[0], path)
 
     def load_checkpoint(self, path) -> dict:
-        arrays = load_weights(path)
-        if "meta" not in arrays:
-            raise UnspeechError(f"checkpoint has no meta data (corrupt?): {path}")
-        self.model.set_weights({k[6:]: v for k, v in arrays.items() if k.startswith("model/")}, path)
-        opt = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
+        weights, opt, meta = read_checkpoint(path)
+        self.model.set_weights(weights, path)
         if len(opt) != len(self.optimizer.variables):
             raise UnspeechError(f"checkpoint optimizer state does not match the model: {path}")
         for v, a in zip(self.optimizer.variables, opt):
             if tuple(v.shape) != tuple(a.shape):
                 raise UnspeechError(f"checkpoint optimizer state does not match the model: {path}")
             v.assign(a)
-        return json.loads(arrays["meta"].tobytes().decode("utf-8"))
+        return meta
+
+
+def read_checkpoint(path):
+    """(model weights by variable path, optimizer arrays in order, meta dict) of a checkpoint."""
+    arrays = load_weights(path)
+    if "meta" not in arrays:
+        raise UnspeechError(f"checkpoint has no meta data (corrupt?): {path}")
+    weights = {k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")}
+    opt = [arrays[k] for k in sorted(k for k in arrays if k.startswith("optimizer/"))]
+    return weights, opt, json.loads(arrays["meta"].tobytes().decode("utf-8"))
 
 
 def checkpoint_meta(path) -> dict:
