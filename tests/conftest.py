@@ -11,6 +11,10 @@ RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 SHARED = os.path.abspath(os.path.join(REPO, "..", "shared", "data"))
 FSDD = os.path.join(SHARED, "fsdd")
 KALDI_REF = os.path.join(SHARED, "kaldi-reference")
+CV_FA = os.path.join(SHARED, "cv_fa")
+KALDI_INSTALLER = os.path.abspath(os.path.join(REPO, "..", "shared", "tools", "kaldi", "install.sh"))
+# Where the test run installs ../shared/tools/kaldi when KALDI_ROOT is not set.
+KALDI_TEST_DEST = os.environ.get("UNSPEECH_TEST_KALDI", os.path.expanduser("~/.cache/unspeech/kaldi"))
 
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
@@ -27,6 +31,42 @@ def need_kaldi_ref():
     if not os.path.isdir(KALDI_REF):
         pytest.skip(f"Kaldi reference outputs not found at {KALDI_REF}")
     return KALDI_REF
+
+
+def is_kaldi_root(path):
+    return bool(path) and os.path.isfile(os.path.join(path, "egs", "wsj", "s5", "utils", "run.pl")) and \
+        os.path.isfile(os.path.join(path, "src", "bin", "compute-wer"))
+
+
+@pytest.fixture(scope="session")
+def kaldi_root():
+    """A real, compiled Kaldi: $KALDI_ROOT, else the copy in ../shared/tools/kaldi installed by
+    this test run (once, into ~/.cache/unspeech/kaldi); skips with the reason when neither exists."""
+    env = os.environ.get("KALDI_ROOT", "")
+    if is_kaldi_root(env):
+        return env
+    if env:
+        pytest.skip(f"KALDI_ROOT={env} is not a compiled Kaldi (no egs/wsj/s5/utils/run.pl or src/bin/compute-wer)")
+    if not os.path.isfile(KALDI_INSTALLER):
+        pytest.skip(f"no Kaldi: KALDI_ROOT is not set and {KALDI_INSTALLER} does not exist")
+    p = subprocess.run(["bash", KALDI_INSTALLER, KALDI_TEST_DEST], capture_output=True, text=True)
+    if p.returncode != 0 or not is_kaldi_root(KALDI_TEST_DEST):
+        pytest.fail(f"installing Kaldi with {KALDI_INSTALLER} failed ({p.returncode}): {p.stderr.strip()[-2000:]}")
+    return KALDI_TEST_DEST
+
+
+def kaldi_env(kaldi_root):
+    """step_env() plus KALDI_ROOT: what path.sh of the recipe then adds (Kaldi's binaries, utils)."""
+    env = step_env()
+    env["KALDI_ROOT"] = kaldi_root
+    return env
+
+
+def need_cv_fa():
+    """Skip (with the reason) when the Common Voice Persian sample beside the checkout is absent."""
+    if not os.path.isfile(os.path.join(CV_FA, "validated.tsv")):
+        pytest.skip(f"Common Voice Persian sample not found at {CV_FA} (only beside the dev/CI checkout)")
+    return CV_FA
 
 
 def need_tools(*tools):
