@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Summarize what a run of the recipe made: data, features, model, embeddings, clusters.
+"""Summarize what a run of the recipe made: data, features, model, embeddings, clusters, WERs.
 
 Printed at the end of `make demo`; reads only, never writes.  Absent parts are
 shown as "(stage N not run)".
@@ -21,9 +21,12 @@ EPILOG = """Example:
   local/summarize_demo.py egs/tedlium/s5_unspeech
 Reads data/<set>/{utt2spk,utt2dur|segments,feats.scp,utt2num_frames}, exp/unspeech/metrics.json,
 exp/unspeech/ivectors_<set>/{ivector_period,ivector_online.scp},
-exp/unspeech/cluster_<set>/{scores.json,embedding_map.png} and data/<set>_unspk."""
+exp/unspeech/cluster_<set>/{scores.json,embedding_map.png}, data/<set>_unspk and
+exp/chain_results.json (the WER table of stage 12)."""
 
 SET_ORDER = ("train", "train_sp", "dev", "test")
+# copies of a set made by later stages (clustered speakers, Kaldi's MFCC, pseudo-speakers)
+DERIVED_SUFFIXES = ("_unspk", "_mfcc", "_hires", "_max2")
 # metrics.json names the summary understands (first one present wins)
 METRIC_KEYS = (("val_accuracy", ("val_accuracy", "val_acc")),
                ("steps", ("step", "steps", "train_steps")),
@@ -49,7 +52,7 @@ def data_sets(recipe: str) -> list:
     if not os.path.isdir(root):
         return []
     names = [n for n in os.listdir(root) if os.path.isfile(os.path.join(root, n, "utt2spk"))
-             and not n.endswith("_unspk")]
+             and not n.endswith(DERIVED_SUFFIXES)]
     return sorted(names, key=lambda n: (SET_ORDER.index(n) if n in SET_ORDER else len(SET_ORDER), n))
 
 
@@ -148,7 +151,23 @@ def summarize(recipe: str) -> list:
             unspk.append(f"  {d}: {len(utt2spk)} utts, {len(set(utt2spk.values()))} clustered speakers")
     out.append("Relabelled data dirs (stage 6):")
     out += unspk or ["  (stage 6 not run)"]
+    out.append("Kaldi chain TDNNs (stages 7-12), WER %:")
+    out += wer_lines(os.path.join(recipe, "exp", "chain_results.json")) or ["  (stage 12 not run)"]
     return out
+
+
+def wer_lines(results_path: str) -> list:
+    """One line per condition of local/chain/compare_wer.py's table."""
+    if not os.path.isfile(results_path):
+        return []
+    with open(results_path, encoding="utf-8") as f:
+        results = json.load(f)
+    lines = []
+    for row in results["rows"]:
+        wers = "  ".join(f"{x} {row['wer'][x]['wer']:5.2f}" if row["wer"].get(x) else f"{x}     —"
+                         for x in results["test_sets"])
+        lines.append(f"  {row['label']:38s} {wers}")
+    return lines
 
 
 def main(argv=None):

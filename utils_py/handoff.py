@@ -64,6 +64,8 @@ GMM_HOWTO = ("make it with Kaldi's TED-LIUM recipe: in $KALDI_ROOT/egs/tedlium/s
              "(data, lang, MFCC, mono ... tri3), then local/nnet3/run_ivector_common.sh --train-set train "
              "--gmm tri3 --nnet3-affix '' --stage 6 (speed-perturbed MFCC data/train_sp and alignments "
              "exp/tri3_ali_train_sp); or point --gmm-dir/--ali-dir/--lores-train-dir/--lang-dir at yours")
+# What the chain TDNN gets as its "ivector" input: nothing, Kaldi's online i-vectors, or ours.
+FEATURES = ("none", "ivector", "unspeech")
 FRAME_TOLERANCE = 2  # |frames of our features - frames of Kaldi's alignment features|
 
 
@@ -71,8 +73,8 @@ class Handoff:
     """Collects the problems of a planned chain run; ``problems`` lists one line each."""
 
     def __init__(self, kaldi_root: str = None, features: str = "unspeech"):
-        if features not in ("unspeech", "ivector"):
-            raise UnspeechError(f"--features must be unspeech or ivector, got {features}")
+        if features not in FEATURES:
+            raise UnspeechError(f"--features must be one of {' | '.join(FEATURES)}, got {features}")
         self.kaldi_root = kaldi_root or None
         self.features = features
         self.problems = []

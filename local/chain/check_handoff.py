@@ -13,7 +13,7 @@ except ImportError:  # run directly, not via path.sh
 
 from utils_py.cli import parse_args, step_parser  # noqa: E402
 from utils_py.fileio import atomic_write  # noqa: E402
-from utils_py.handoff import Handoff  # noqa: E402
+from utils_py.handoff import FEATURES, Handoff  # noqa: E402
 from utils_py.log import UnspeechError, error_line, run_step  # noqa: E402
 
 STEP = "check_handoff"
@@ -33,8 +33,8 @@ def pair(text):
 
 def build_parser():
     p = step_parser(__doc__, EPILOG)
-    p.add_argument("--features", choices=("unspeech", "ivector"), default="unspeech",
-                   help="unspeech embeddings or Kaldi's own online i-vectors")
+    p.add_argument("--features", choices=FEATURES, default="unspeech",
+                   help="the TDNN's ivector input: none, Kaldi's own online i-vectors or unspeech embeddings")
     p.add_argument("--kaldi-root", default=os.environ.get("KALDI_ROOT", ""), help="Kaldi checkout ($KALDI_ROOT)")
     p.add_argument("--gmm-dir", default="", help="Kaldi GMM dir (tri3)")
     p.add_argument("--ali-dir", default="", help="alignments of the training set by that GMM")
@@ -48,13 +48,14 @@ def build_parser():
     p.add_argument("--utt-map-out", default="",
                    help="write '<GMM-data utt> <training utt>' lines here (for renaming lattices)")
     p.add_argument("--skip-ivectors", action="store_true",
-                   help="do not check the online-ivector dirs (they are made later, --features ivector)")
+                   help="do not check the online-ivector dirs (implied by --features none)")
     return p
 
 
 def main(argv=None):
     args = parse_args(build_parser(), argv)
     h = Handoff(args.kaldi_root, args.features)
+    args.skip_ivectors = args.skip_ivectors or args.features == "none"
     h.check_kaldi()
     h.check_gmm(args.gmm_dir, args.ali_dir, args.lores_train_dir, args.lang_dir, args.lang_rescore_dir)
     info = h.check_sets([args.train] + args.test, check_ivectors=not args.skip_ivectors)

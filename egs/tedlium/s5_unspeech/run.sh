@@ -9,20 +9,28 @@
 # Stages (numbers are fixed so you can resume):
 #   0 data prep   1 speed perturbation (train)   2 fbank   3 train unspeech
 #   4 extract embeddings (ivector_online dirs)   5 cluster utterances
-#   6 relabel data dirs with clustered speakers  7 Kaldi chain TDNN hand-off
+#   6 relabel data dirs with clustered speakers
+# and with Kaldi (KALDI_ROOT; Kaldi's own steps/ and utils/):
+#   7 lexicon, lang, n-gram LM   8 MFCC (low-res for the GMM, hires for the TDNN)
+#   9 GMM system (mono -> tri3 SAT, alignments)   10 Kaldi online i-vectors (baseline)
+#   11 chain TDNNs, one per condition   12 WER table
+# TED-LIUM takes its GMM system (stages 7, 9) from Kaldi's egs/tedlium/s5_r3.
 # Every stage is idempotent: re-running it redoes only what is missing.
 set -euo pipefail
 
 stage=0
 stop_stage=100
-corpus=demo            # demo | tedlium | fsdd
+corpus=demo            # demo | tedlium | fsdd | cv
 nj=2                   # parallel jobs for fbank / extraction
 speed_perturb=true     # stage 1: add 0.9x / 1.1x copies of the training set
 demo_size=small        # demo corpus size: tiny | small | medium | large
 tedlium_root=db/TEDLIUM_release-3   # unpacked TED-LIUM release 2 or 3
-fsdd_root=$(cd "$(dirname "$0")" && pwd)/../../../../shared/data/fsdd   # FSDD (has recordings/)
+fsdd_root=db/free-spoken-digit-dataset   # FSDD (has recordings/)
+cv_root=db/cv-corpus/fa                  # a Common Voice release of one language (has validated.tsv, clips/)
 train_config=          # options for train_unspeech (default conf/train_<corpus>.conf)
 period=10              # frames per embedding row (Kaldi's ivector_period)
+chain_config=          # options for local/chain/run_tdnn.sh (default conf/chain_<corpus>.conf)
+chain_conditions="none:original ivector:original unspeech:original unspeech:clustered ivector:clustered"
 chain_stage=0          # --stage passed to local/chain/run_tdnn.sh
 chain_opts=            # more options for local/chain/run_tdnn.sh
 
@@ -30,14 +38,18 @@ help_message="Usage: $0 [options]
 Options (default):
   --stage <n>           ($stage) first stage to run
   --stop-stage <n>      ($stop_stage) last stage to run
-  --corpus <name>       ($corpus) demo | tedlium | fsdd
+  --corpus <name>       ($corpus) demo | tedlium | fsdd | cv (Common Voice)
   --nj <n>              ($nj) parallel jobs
   --speed-perturb <b>   ($speed_perturb) 0.9/1.1 speed-perturbed copies of train
   --demo-size <s>       ($demo_size) tiny | small | medium | large
   --tedlium-root <dir>  ($tedlium_root) unpacked TED-LIUM release 2 or 3
   --fsdd-root <dir>     ($fsdd_root)
+  --cv-root <dir>       ($cv_root) Common Voice release of one language
   --train-config <f>    (conf/train_<corpus>.conf) train_unspeech options
   --period <n>          ($period) frames per embedding row
+  --chain-config <f>    (conf/chain_<corpus>.conf) local/chain/run_tdnn.sh options (sizes)
+  --chain-conditions <s> ($chain_conditions)
+                        <features>:<speakers> of each chain TDNN (stage 11)
   --chain-stage <n>     ($chain_stage) --stage of local/chain/run_tdnn.sh
   --chain-opts <s>      ($chain_opts) more options for local/chain/run_tdnn.sh"
 
@@ -72,12 +84,21 @@ run_stage() {  # run_stage N "description": true if stage N is selected
 }
 
 case $corpus in
-  demo)    test_sets="test" ;;
-  tedlium) test_sets="dev test" ;;
-  fsdd)    test_sets="test" ;;
-  *) echo "ERROR (run.sh): unknown --corpus $corpus (demo | tedlium | fsdd)" >&2; exit 1 ;;
+  demo|fsdd|cv) test_sets="test" ;;
+  tedlium)      test_sets="dev test" ;;
+  *) echo "ERROR (run.sh): unknown --corpus $corpus (demo | tedlium | fsdd | cv)" >&2; exit 1 ;;
 esac
 [ -n "$train_config" ] || train_config=conf/train_$corpus.conf
+[ -n "$chain_config" ] || chain_config=conf/chain_$corpus.conf
+mfcc_conf=conf/mfcc.conf; mfcc_hires_conf=conf/mfcc_hires.conf
+[ "$corpus" = fsdd ] && { mfcc_conf=conf/mfcc_8k.conf; mfcc_hires_conf=conf/mfcc_hires_8k.conf; }
+lexicon_method=espeak; [ "$corpus" = cv ] && lexicon_method=grapheme   # no English phonemes for Persian
+need_kaldi() {  # stages 7+ run Kaldi's scripts
+  [ -n "${KALDI_ROOT:-}" ] && [ -x "$KALDI_ROOT/egs/wsj/s5/utils/run.pl" ] && return 0
+  echo "ERROR (run.sh): stage $current_stage needs Kaldi: KALDI_ROOT is not set or not a Kaldi checkout" \
+       "(${KALDI_ROOT:-unset}); export KALDI_ROOT=/path/to/kaldi (compiled) and rerun with --stage $current_stage" >&2
+  exit 1
+}
 train_set=train
 [ "$speed_perturb" = true ] && train_set=train_sp
 model_dir=exp/unspeech
@@ -87,6 +108,7 @@ if run_stage 0 "data preparation ($corpus)"; then
     demo)    local/make_demo_corpus.py --size $demo_size db/demo data ;;
     tedlium) local/prepare_tedlium.sh $tedlium_root data ;;
     fsdd)    local/prepare_fsdd.py $fsdd_root data ;;
+    cv)      local/prepare_common_voice.py $cv_root data ;;
   esac
 fi
 
@@ -135,16 +157,68 @@ if run_stage 6 "prepend clustered speaker ids to utterance ids"; then
   done
 fi
 
-if run_stage 7 "Kaldi chain TDNN with unspeech features (needs KALDI_ROOT)"; then
-  # Needs a compiled Kaldi ($KALDI_ROOT) and the GMM system of Kaldi's TED-LIUM
-  # s5_r3 recipe (tri3 + speed-perturbed alignments); checks all of it before
-  # running anything of Kaldi's (local/chain/run_tdnn.sh --help). By default it
-  # uses data/<set>_unspk and $model_dir/ivectors_<set>_unspk from stage 6;
-  # --chain-opts "--speakers original" uses data/<set> + ivectors_<set>, and
-  # --chain-opts "--features ivector" trains the Kaldi i-vector baseline.
-  local/chain/run_tdnn.sh --stage $chain_stage --nj $nj --decode-nj $nj --train-set $train_set \
-    --test-sets "$test_sets" --ivector-root $model_dir $chain_opts
+if run_stage 7 "lexicon, lang and n-gram LM (Kaldi's utils/prepare_lang.sh, utils/format_lm.sh)"; then
+  need_kaldi
+  if [ "$corpus" = tedlium ]; then
+    log "  TED-LIUM: lang and LM come with Kaldi's egs/tedlium/s5_r3 GMM system (local/chain/run_tdnn.sh --help)"
+  else
+    local/prepare_lang.sh --lexicon-method $lexicon_method data/train "data/train $(for x in $test_sets; do echo -n "data/$x "; done)" \
+      data/local data/lang data/lang_test
+  fi
 fi
 
+if run_stage 8 "MFCC: low-resolution for the GMM, hires for the TDNN (+ clustered-speaker copies)"; then
+  need_kaldi
+  for d in steps utils; do [ -e $d ] || ln -s "$KALDI_ROOT/egs/wsj/s5/$d" $d; done
+  lores_sets="train $train_set $test_sets"; [ "$corpus" = tedlium ] && lores_sets=
+  for x in $(echo $lores_sets | tr ' ' '\n' | sort -u); do
+    [ -f data/${x}_mfcc/.done ] && continue
+    utils/copy_data_dir.sh data/$x data/${x}_mfcc
+    steps/make_mfcc.sh --nj $nj --cmd "$train_cmd" --mfcc-config $mfcc_conf data/${x}_mfcc exp/make_mfcc/${x} mfcc
+    steps/compute_cmvn_stats.sh data/${x}_mfcc exp/make_mfcc/${x} mfcc
+    touch data/${x}_mfcc/.done
+  done
+  for x in $train_set $test_sets; do
+    if [ ! -f data/${x}_hires/.done ]; then
+      utils/copy_data_dir.sh data/$x data/${x}_hires
+      steps/make_mfcc.sh --nj $nj --cmd "$train_cmd" --mfcc-config $mfcc_hires_conf data/${x}_hires exp/make_mfcc/${x}_hires mfcc
+      steps/compute_cmvn_stats.sh data/${x}_hires exp/make_mfcc/${x}_hires mfcc
+      touch data/${x}_hires/.done
+    fi
+    steps_unspeech/relabel_data_dir.sh data/${x}_hires $model_dir/cluster_$x/utt2spk data/${x}_hires_unspk
+  done
+fi
+
+if run_stage 9 "Kaldi GMM system: mono, tri1, tri2 (LDA+MLLT), tri3 (SAT), alignments of $train_set"; then
+  need_kaldi
+  if [ "$corpus" = tedlium ]; then
+    log "  TED-LIUM: uses Kaldi's egs/tedlium/s5_r3 GMM system (exp/tri3, exp/tri3_ali_train_sp)"
+  else
+    local/run_gmm.sh --nj $nj --cmd "$train_cmd" --gmm-train train_mfcc --align-set ${train_set}_mfcc \
+      --test-sets "$(for x in $test_sets; do echo -n "${x}_mfcc "; done)"
+  fi
+fi
+
+if run_stage 10 "Kaldi's online i-vectors (the baseline), original and clustered speakers"; then
+  need_kaldi
+  local/run_kaldi_ivectors.sh --nj $nj --cmd "$train_cmd" --train-set $train_set --test-sets "$test_sets" exp/nnet3
+fi
+
+if run_stage 11 "Kaldi chain TDNNs: $chain_conditions"; then
+  need_kaldi
+  # Our GMM system; for TED-LIUM, Kaldi's s5_r3 one (run_tdnn.sh's defaults).
+  gmm_opts="--gmm-dir exp/tri3 --ali-dir exp/tri3_ali_$train_set --lores-train-dir data/${train_set}_mfcc --lang-dir data/lang_test"
+  [ "$corpus" = tedlium ] && gmm_opts=
+  for condition in $chain_conditions; do
+    local/chain/run_tdnn.sh --config $chain_config --stage $chain_stage --nj $nj --decode-nj $nj \
+      --train-set $train_set --test-sets "$test_sets" --features ${condition%:*} --speakers ${condition#*:} \
+      --unspeech-root $model_dir --kaldi-ivector-root exp/nnet3 $gmm_opts $chain_opts
+  done
+fi
+
+if run_stage 12 "WER table"; then
+  local/chain/compare_wer.py --conditions "$chain_conditions" --test-sets "$test_sets" --corpus $corpus \
+    --out exp/chain_results .
+fi
 current_stage=
 log "Done (stages $stage..$stop_stage, corpus $corpus)."
