@@ -1,4 +1,4 @@
-"""What the corpus preparation scripts (demo, FSDD, TED-LIUM) share: data dirs with a ``.done`` marker.
+"""What the corpus preparation scripts (demo, FSDD, TED-LIUM, Common Voice) share: data dirs with a ``.done`` marker.
 
 A prepared data dir ends with ``<dir>/.done`` holding one settings line (what
 made it and with which options).  A rerun with the same settings finds it and
@@ -25,7 +25,7 @@ DONE = ".done"
 class Utterance:
     utt: str        # <spk>-<nnnn>
     spk: str        # the true speaker (utt2spk and utt2spk.gold)
-    wav: str        # absolute path of a wav file
+    wav: str        # absolute path of a wav file, or a ``command |`` pipe that writes one
     text: str
     seconds: float
 
@@ -86,7 +86,7 @@ def format_seconds(seconds: float) -> str:
 def write_wav_data_dir(data_dir: str, utterances, settings: str) -> dict:
     """Write a Kaldi data dir of whole-file utterances and mark it done; returns ``utt2spk``.
 
-    Files: ``wav.scp`` (absolute paths), ``utt2spk``, ``spk2utt``, ``text``,
+    Files: ``wav.scp`` (absolute paths or ``command |`` pipes), ``utt2spk``, ``spk2utt``, ``text``,
     ``utt2dur`` and ``utt2spk.gold`` (the true speaker), LC_ALL=C sorted,
     validated, ``.done`` last.
     """
@@ -96,8 +96,8 @@ def write_wav_data_dir(data_dir: str, utterances, settings: str) -> dict:
     ensure_dir(data_dir)
     clear_done(data_dir)
     for u in utterances:
-        if not os.path.isabs(u.wav):
-            raise ValueError(f"wav path must be absolute: {u.wav}")
+        if not (os.path.isabs(u.wav) or u.wav.endswith("|")):
+            raise ValueError(f"wav must be an absolute path or a 'command |' pipe: {u.wav}")
     datadir.write_table(os.path.join(data_dir, "wav.scp"), {u.utt: u.wav for u in utterances})
     datadir.write_table(os.path.join(data_dir, "text"), {u.utt: u.text for u in utterances})
     datadir.write_table(os.path.join(data_dir, "utt2dur"), {u.utt: format_seconds(u.seconds) for u in utterances})
