@@ -60,6 +60,7 @@ tdnnf_strides="1 1 1 0 3 3 3 3 3 3 3 3"
 chunk_width=150,110,100
 frames_per_iter=5000000
 num_chunk_per_minibatch=64
+num_utts_subset=300
 initial_lrate=0.00025
 final_lrate=0.000025
 common_egs_dir=
@@ -100,6 +101,8 @@ Options (default):
   --chunk-width <s>          ($chunk_width)
   --frames-per-iter <n>      ($frames_per_iter)
   --num-chunk-per-minibatch <n> ($num_chunk_per_minibatch)
+  --num-utts-subset <n>      ($num_utts_subset) utterances held out for Kaldi's diagnostics (and as
+                             many for the training subset); small corpora need fewer
   --initial-lrate/--final-lrate ($initial_lrate/$final_lrate) effective learning rates
   --dropout-schedule <s>     ($dropout_schedule)
   --common-egs-dir <dir>     ($common_egs_dir) reuse dumped egs
@@ -291,7 +294,7 @@ if [ "$stage" -le 6 ]; then
     --chain.xent-regularize $xent_regularize --chain.leaky-hmm-coefficient 0.1 --chain.l2-regularize 0.0 \
     --chain.apply-deriv-weights false --chain.lm-opts="--num-extra-lm-states=2000" \
     --trainer.dropout-schedule "$dropout_schedule" \
-    --egs.dir "$common_egs_dir" --egs.opts "--frames-overlap-per-eg 0" --egs.chunk-width "$chunk_width" \
+    --egs.dir "$common_egs_dir" --egs.opts "--frames-overlap-per-eg 0 --num-utts-subset $num_utts_subset" --egs.chunk-width "$chunk_width" \
     --trainer.num-chunk-per-minibatch $num_chunk_per_minibatch --trainer.frames-per-iter $frames_per_iter \
     --trainer.num-epochs $num_epochs \
     --trainer.optimization.num-jobs-initial $num_jobs_initial \
