@@ -6,7 +6,6 @@ Called by local/prepare_lang.sh; its output is what Kaldi's utils/prepare_lang.s
 import concurrent.futures
 import os
 import re
-import shutil
 import subprocess
 import sys
 import unicodedata
@@ -18,7 +17,7 @@ except ImportError:  # run directly, not via path.sh
 
 from utils_py.cli import parse_args, step_parser  # noqa: E402
 from utils_py.datadir import c_sorted  # noqa: E402
-from utils_py.fileio import ensure_dir  # noqa: E402
+from utils_py.fileio import building_dir  # noqa: E402
 from utils_py.log import UnspeechError, get_logger, run_step  # noqa: E402
 
 SIL, SPN = "SIL", "SPN"
@@ -239,49 +238,15 @@ def dict_files(lexicon):
     }
 
 
-def _process_exists(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def write_dict_dir(dict_dir, files):
     """Build the dict dir under a temp name, then let it replace ``dict_dir`` as a whole.
     An existing ``dict_dir`` must look like a dict dir (has lexicon.txt) or be empty."""
-    dict_dir = os.path.abspath(dict_dir)
-    parent, base = os.path.split(dict_dir)
-    ensure_dir(parent)
-    for name in os.listdir(parent):   # temp dirs of killed runs
-        m = re.fullmatch(rf"\.{re.escape(base)}\.(tmp|old)\.(\d+)", name)
-        if m and not _process_exists(int(m.group(2))):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-    if os.path.exists(dict_dir):
-        if not os.path.isdir(dict_dir):
-            raise UnspeechError(f"not a directory: {dict_dir}")
-        if os.listdir(dict_dir) and not os.path.isfile(os.path.join(dict_dir, "lexicon.txt")):
-            raise UnspeechError(f"will not replace a non-empty directory without lexicon.txt "
-                                f"(not a dict dir?): {dict_dir}")
-    tmp = os.path.join(parent, f".{base}.tmp.{os.getpid()}")
-    old = os.path.join(parent, f".{base}.old.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.mkdir(tmp)
-    try:
+    with building_dir(dict_dir, marker="lexicon.txt") as tmp:
         for name in DICT_FILES:
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
                 f.write(files[name])
                 f.flush()
                 os.fsync(f.fileno())
-        if os.path.exists(dict_dir):
-            os.rename(dict_dir, old)
-        os.rename(tmp, dict_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv=None):

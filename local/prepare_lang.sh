@@ -4,6 +4,7 @@
 #   local/prepare_dict.py        words of the text files -> <local-dir>/dict (espeak-ng or graphemes)
 #   utils/prepare_lang.sh        dict -> <lang-dir> (L.fst, phones/, words.txt, ...)
 #   utils/lang/make_kn_lm.py     Kneser-Ney LM of the TRAINING text -> <local-dir>/lm/lm.arpa.gz
+#                                (--lm-order 1: local/make_word_loop_lm.py, a uniform word loop)
 #   utils/format_lm.sh           <lang-dir> + LM -> <lang-test-dir> (G.fst)
 # <lang-dir> and <lang-test-dir> are built under temp names (<dir>.tmp) and moved into
 # place only when everything succeeded: a lang dir is complete or absent. A rerun with
@@ -28,7 +29,8 @@ Options (default):
   --lexicon-method <m>  ($lexicon_method) espeak (espeak-ng phonemes) | grapheme (one phone per letter)
   --espeak-voice <v>    ($espeak_voice) espeak-ng voice, e.g. en-us, en-gb, fa, de
   --oov-word <w>        ($oov_word) the OOV word (pronounced SPN)
-  --lm-order <n>        ($lm_order) n-gram order, 2..7 (Kaldi's make_kn_lm.py)
+  --lm-order <n>        ($lm_order) n-gram order, 2..7 (Kaldi's make_kn_lm.py); 1: a uniform word loop
+                        (digit strings: their counts are too even for Kneser-Ney discounting)
 e.g. (from egs/tedlium/s5_unspeech):
   $0 --lexicon-method espeak --lm-order 3 data/train \"data/train data/test\" data/local data/lang data/lang_test"
 
@@ -49,7 +51,7 @@ err() { echo "ERROR (prepare_lang): $*" >&2; exit 1; }
 log() { echo "$(basename "$0"): $*"; }
 
 case $lexicon_method in espeak|grapheme) ;; *) err "--lexicon-method must be espeak or grapheme, got $lexicon_method" ;; esac
-[[ $lm_order =~ ^[2-7]$ ]] || err "--lm-order must be 2..7 (make_kn_lm.py), got $lm_order"
+[[ $lm_order =~ ^[1-7]$ ]] || err "--lm-order must be 1 (word loop) or 2..7 (make_kn_lm.py), got $lm_order"
 KALDI_ROOT=${KALDI_ROOT:-}
 [ -n "$KALDI_ROOT" ] ||
   err "KALDI_ROOT is not set: export KALDI_ROOT=/path/to/kaldi (a compiled Kaldi; needed for utils/prepare_lang.sh, arpa2fst)"
@@ -129,16 +131,23 @@ rm -rf "$local_dir/lang_tmp"
 utils/prepare_lang.sh "$dict" "$oov_word" "$local_dir/lang_tmp" "$lang_tmp" > "$logdir/prepare_lang.log" 2>&1 ||
   failed utils/prepare_lang.sh "$logdir/prepare_lang.log"
 
-log "$lm_order-gram Kneser-Ney LM of $train/text (utils/lang/make_kn_lm.py)"
+if [ "$lm_order" = 1 ]; then
+  lm_what="word-loop LM (local/make_word_loop_lm.py)"
+  make_lm() { "$here/make_word_loop_lm.py" "$1" "$2"; }
+else
+  lm_what="$lm_order-gram Kneser-Ney LM (utils/lang/make_kn_lm.py)"
+  make_lm() { python3 utils/lang/make_kn_lm.py -ngram-order "$lm_order" -text "$1" -lm "$2"; }
+fi
+log "$lm_what of $train/text"
 lm_text=$local_dir/lm/train_text.txt
 lm=$local_dir/lm/lm.arpa.gz
 awk '{ $1 = ""; if (NF > 1) print substr($0, 2) }' "$train/text" > "$lm_text.tmp"
 [ -s "$lm_text.tmp" ] || { rm -f "$lm_text.tmp"; err "no words in $train/text to train the LM on"; }
 mv "$lm_text.tmp" "$lm_text"
-if ! { python3 utils/lang/make_kn_lm.py -ngram-order "$lm_order" -text "$lm_text" -lm "$lm.arpa.tmp" &&
-       gzip -c "$lm.arpa.tmp" > "$lm.tmp" && mv "$lm.tmp" "$lm"; } > "$logdir/make_kn_lm.log" 2>&1; then
+if ! { make_lm "$lm_text" "$lm.arpa.tmp" && gzip -c "$lm.arpa.tmp" > "$lm.tmp" && mv "$lm.tmp" "$lm"; } \
+     > "$logdir/make_lm.log" 2>&1; then
   rm -f "$lm.arpa.tmp" "$lm.tmp"
-  failed utils/lang/make_kn_lm.py "$logdir/make_kn_lm.log"
+  failed "${lm_what% (*}" "$logdir/make_lm.log"
 fi
 rm -f "$lm.arpa.tmp"
 

@@ -242,7 +242,7 @@ def test_will_not_replace_other_dirs(tmp_path):
     text = write_text(tmp_path / "text", ["hello"])
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "precious.txt").write_text("x\n")
-    one_error_line(run_dict(["--method", "grapheme", text, tmp_path / "data"]), "not a dict dir")
+    one_error_line(run_dict(["--method", "grapheme", text, tmp_path / "data"]), "without lexicon.txt")
     assert (tmp_path / "data" / "precious.txt").exists()
 
 
@@ -284,7 +284,7 @@ def arpa_unigrams(path):
         text = f.read()
     orders = [int(n) for n in re.findall(r"^ngram (\d+)=", text, re.M)]
     uni = text.split("\\1-grams:\n")[1].split("\n\n")[0]
-    return orders, {line.split("\t")[1] for line in uni.splitlines() if line.strip()}
+    return orders, {line.split()[1] for line in uni.splitlines() if line.strip()}
 
 
 @pytest.mark.parametrize("method", ["espeak", "grapheme"])
@@ -352,8 +352,8 @@ def test_prepare_lang_usage_errors(tmp_path):
     env["KALDI_ROOT"] = str(tmp_path)
     p = run_lang(cwd, env)
     assert p.returncode == 1 and "is not a compiled Kaldi" in p.stderr
-    p = run_lang(cwd, env, "--lm-order", "1")
-    assert p.returncode == 1 and "--lm-order must be 2..7" in p.stderr
+    p = run_lang(cwd, env, "--lm-order", "8")
+    assert p.returncode == 1 and "--lm-order must be 1 (word loop) or 2..7" in p.stderr
     fake = tmp_path / "kaldi"                                   # passes the KALDI_ROOT check, runs nothing
     for f in ("egs/wsj/s5/utils/prepare_lang.sh", "src/lmbin/arpa2fst"):
         (fake / f).parent.mkdir(parents=True, exist_ok=True)
@@ -374,3 +374,24 @@ def test_prepare_lang_usage_errors(tmp_path):
     assert "--lexicon-method <m>  (espeak)" in p.stdout and "--lm-order <n>        (3)" in p.stdout
     p = subprocess.run([DICT_PY, "--help"], env=env, capture_output=True, text=True)
     assert p.returncode == 0 and "--method {espeak,grapheme}" in p.stdout and "(default: espeak)" in p.stdout
+
+
+def test_word_loop_lm_where_kneser_ney_cannot_discount(tmp_path, kaldi_root):
+    """Digit strings whose every n-gram is frequent (FSDD): Kneser-Ney fails with one clear
+    line; --lm-order 1 makes a uniform word loop that Kaldi's format_lm.sh takes."""
+    need_tools("espeak-ng")
+    cwd = make_recipe_dir(tmp_path / "recipe", "espeak")
+    digits = "zero one two three four five six seven eight nine".split()
+    lines = [" ".join(digits[i % 10:] + digits[:i % 10]) for i in range(60)]
+    write_text(tmp_path / "recipe" / "data" / "train" / "text", lines)
+    write_text(tmp_path / "recipe" / "data" / "test" / "text", lines[:3], prefix="tst")
+    env = kaldi_env(kaldi_root)
+    p = run_lang(cwd, env, "--lm-order", "3")
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1].startswith("ERROR (prepare_lang): 3-gram Kneser-Ney LM failed"), p.stderr
+    p = run_lang(cwd, env, "--lm-order", "1")
+    assert p.returncode == 0, p.stdout + p.stderr
+    orders, unigrams = arpa_unigrams(tmp_path / "recipe" / "data" / "local" / "lm" / "lm.arpa.gz")
+    assert orders == [1] and unigrams == set(digits) | {"<s>", "</s>"}
+    v = subprocess.run(["utils/validate_lang.pl", "data/lang_test"], cwd=cwd, env=env, capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -73,6 +73,46 @@ def remove_stale_temps(path: str) -> None:
                 os.remove(os.path.join(d, name))
 
 
+@contextlib.contextmanager
+def building_dir(out_dir: str, marker: str = None):
+    """Yield a fresh temp dir beside ``out_dir``; when the block succeeds it replaces ``out_dir``
+    as a whole (a failed or killed build leaves the old ``out_dir`` or none, never a mix).
+
+    Temp dirs of killed builders (their pid is gone) are removed first. With ``marker``,
+    an existing non-empty ``out_dir`` without that file is refused (it is not ours to replace)::
+
+        with building_dir("data/local/dict", marker="lexicon.txt") as tmp:
+            write_files(tmp)
+    """
+    import re
+    import shutil
+    out_dir = os.path.abspath(out_dir)
+    parent, base = os.path.split(out_dir)
+    ensure_dir(parent)
+    for name in os.listdir(parent):
+        m = re.fullmatch(rf"\.{re.escape(base)}\.tmp\.(\d+)(\.old)?", name)
+        if m and not _process_exists(int(m.group(1))):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    if os.path.lexists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise UnspeechError(f"not a directory: {out_dir}")
+        if marker and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, marker)):
+            raise UnspeechError(f"will not replace a non-empty directory without {marker}: {out_dir}")
+    tmp = os.path.join(parent, f".{base}.tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = tmp + ".old"
+    if os.path.lexists(out_dir):
+        os.rename(out_dir, old)
+    os.rename(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -24,14 +24,13 @@ Usage::
     old2new = relabel_data_dir("data/test", "exp/unspeech/cluster_test/utt2spk", "data/test_unspk")
     relabel_ivector_dir("exp/unspeech/ivectors_test", "exp/unspeech/ivectors_test_unspk", old2new)
 """
-import contextlib
 import logging
 import os
 import re
 import shutil
 
 from . import datadir
-from .fileio import ensure_dir
+from .fileio import building_dir
 from .log import UnspeechError
 
 UTT_MAP = "utt_map"
@@ -77,26 +76,6 @@ def rekey_table(src: str, dst: str, old2new: dict, what: str) -> None:
     datadir.write_table(dst, {old2new[k]: v for k, v in table.items()})
 
 
-@contextlib.contextmanager
-def _building(out_dir: str):
-    """Yield a temp dir beside ``out_dir``; on success it replaces ``out_dir``."""
-    parent = os.path.dirname(os.path.abspath(out_dir)) or "."
-    ensure_dir(parent)
-    tmp = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.tmp.{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = tmp + ".old"
-    if os.path.lexists(out_dir):
-        os.rename(out_dir, old)
-    os.rename(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def relabel_data_dir(data_dir: str, clustered_utt2spk: str, out_dir: str, log: logging.Logger = None) -> dict:
     """Write ``out_dir``: ``data_dir`` with clustered speakers and renamed utterances; return old->new ids."""
     log = log or logging.getLogger("relabel_data_dir")
@@ -113,7 +92,7 @@ def relabel_data_dir(data_dir: str, clustered_utt2spk: str, out_dir: str, log: l
     old2new = new_utt_ids(clustered)
     has_segments = os.path.isfile(os.path.join(data_dir, "segments"))
     src = lambda name: os.path.join(data_dir, name)  # noqa: E731
-    with _building(out_dir) as tmp:
+    with building_dir(out_dir) as tmp:
         for name in sorted(os.listdir(data_dir)):
             if name.startswith(".") or name in ("utt2spk", "spk2utt", UTT_MAP):
                 continue
@@ -157,7 +136,7 @@ def relabel_ivector_dir(ivector_dir: str, out_dir: str, old2new: dict, log: logg
         raise UnspeechError(f"no {IVECTOR_TABLES[0]} in online-ivector dir: {ivector_dir}")
     if os.path.abspath(ivector_dir) == os.path.abspath(out_dir):
         raise UnspeechError(f"output dir must differ from the input online-ivector dir: {out_dir}")
-    with _building(out_dir) as tmp:
+    with building_dir(out_dir) as tmp:
         for name in sorted(os.listdir(ivector_dir)):
             path = os.path.join(ivector_dir, name)
             if (name.startswith(".") or not os.path.isfile(path) or name.endswith(".ark")

@@ -29,6 +29,9 @@ fsdd_root=db/free-spoken-digit-dataset   # FSDD (has recordings/)
 cv_root=db/cv-corpus/fa                  # a Common Voice release of one language (has validated.tsv, clips/)
 train_config=          # options for train_unspeech (default conf/train_<corpus>.conf)
 period=10              # frames per embedding row (Kaldi's ivector_period)
+gmm=tri3               # last GMM of stage 9 (mono | tri1 | tri2 | tri3): its alignments feed the chain model
+gmm_opts=              # more options for local/run_gmm.sh (sizes: --mono-gauss, --tri1-leaves, ...)
+lm_order=              # stage 7: n-gram order (default 3; fsdd: 1 = a digit loop)
 chain_config=          # options for local/chain/run_tdnn.sh (default conf/chain_<corpus>.conf)
 chain_conditions="none:original ivector:original unspeech:original unspeech:clustered ivector:clustered"
 chain_stage=0          # --stage passed to local/chain/run_tdnn.sh
@@ -47,6 +50,10 @@ Options (default):
   --cv-root <dir>       ($cv_root) Common Voice release of one language
   --train-config <f>    (conf/train_<corpus>.conf) train_unspeech options
   --period <n>          ($period) frames per embedding row
+  --gmm <name>          ($gmm) last GMM of stage 9: mono | tri1 | tri2 | tri3 (its alignments
+                        and lattices supervise the chain TDNNs; mono is enough for a quick test)
+  --gmm-opts <s>        ($gmm_opts) more options for local/run_gmm.sh (GMM sizes)
+  --lm-order <n>        (3; fsdd: 1) n-gram order of the stage-7 LM, 1 = uniform word loop
   --chain-config <f>    (conf/chain_<corpus>.conf) local/chain/run_tdnn.sh options (sizes)
   --chain-conditions <s> ($chain_conditions)
                         <features>:<speakers> of each chain TDNN (stage 11)
@@ -93,6 +100,7 @@ esac
 mfcc_conf=conf/mfcc.conf; mfcc_hires_conf=conf/mfcc_hires.conf
 [ "$corpus" = fsdd ] && { mfcc_conf=conf/mfcc_8k.conf; mfcc_hires_conf=conf/mfcc_hires_8k.conf; }
 lexicon_method=espeak; [ "$corpus" = cv ] && lexicon_method=grapheme   # no English phonemes for Persian
+[ -n "$lm_order" ] || { lm_order=3; [ "$corpus" = fsdd ] && lm_order=1; }   # random digit strings: a loop
 need_kaldi() {  # stages 7+ run Kaldi's scripts
   [ -n "${KALDI_ROOT:-}" ] && [ -x "$KALDI_ROOT/egs/wsj/s5/utils/run.pl" ] && return 0
   echo "ERROR (run.sh): stage $current_stage needs Kaldi: KALDI_ROOT is not set or not a Kaldi checkout" \
@@ -162,7 +170,7 @@ if run_stage 7 "lexicon, lang and n-gram LM (Kaldi's utils/prepare_lang.sh, util
   if [ "$corpus" = tedlium ]; then
     log "  TED-LIUM: lang and LM come with Kaldi's egs/tedlium/s5_r3 GMM system (local/chain/run_tdnn.sh --help)"
   else
-    local/prepare_lang.sh --lexicon-method $lexicon_method data/train "data/train $(for x in $test_sets; do echo -n "data/$x "; done)" \
+    local/prepare_lang.sh --lexicon-method $lexicon_method --lm-order $lm_order data/train "data/train $(for x in $test_sets; do echo -n "data/$x "; done)" \
       data/local data/lang data/lang_test
   fi
 fi
@@ -189,13 +197,13 @@ if run_stage 8 "MFCC: low-resolution for the GMM, hires for the TDNN (+ clustere
   done
 fi
 
-if run_stage 9 "Kaldi GMM system: mono, tri1, tri2 (LDA+MLLT), tri3 (SAT), alignments of $train_set"; then
+if run_stage 9 "Kaldi GMM system: mono, tri1, tri2 (LDA+MLLT), tri3 (SAT) (up to --gmm $gmm), alignments of $train_set"; then
   need_kaldi
   if [ "$corpus" = tedlium ]; then
     log "  TED-LIUM: uses Kaldi's egs/tedlium/s5_r3 GMM system (exp/tri3, exp/tri3_ali_train_sp)"
   else
     local/run_gmm.sh --nj $nj --cmd "$train_cmd" --gmm-train train_mfcc --align-set ${train_set}_mfcc \
-      --test-sets "$(for x in $test_sets; do echo -n "${x}_mfcc "; done)"
+      --test-sets "$(for x in $test_sets; do echo -n "${x}_mfcc "; done)" --last $gmm $gmm_opts
   fi
 fi
 
@@ -207,17 +215,17 @@ fi
 if run_stage 11 "Kaldi chain TDNNs: $chain_conditions"; then
   need_kaldi
   # Our GMM system; for TED-LIUM, Kaldi's s5_r3 one (run_tdnn.sh's defaults).
-  gmm_opts="--gmm-dir exp/tri3 --ali-dir exp/tri3_ali_$train_set --lores-train-dir data/${train_set}_mfcc --lang-dir data/lang_test"
-  [ "$corpus" = tedlium ] && gmm_opts=
+  gmm_system="--gmm-dir exp/$gmm --ali-dir exp/${gmm}_ali_$train_set --lores-train-dir data/${train_set}_mfcc --lang-dir data/lang_test"
+  [ "$corpus" = tedlium ] && gmm_system=
   for condition in $chain_conditions; do
     local/chain/run_tdnn.sh --config $chain_config --stage $chain_stage --nj $nj --decode-nj $nj \
       --train-set $train_set --test-sets "$test_sets" --features ${condition%:*} --speakers ${condition#*:} \
-      --unspeech-root $model_dir --kaldi-ivector-root exp/nnet3 $gmm_opts $chain_opts
+      --unspeech-root $model_dir --kaldi-ivector-root exp/nnet3 $gmm_system $chain_opts
   done
 fi
 
 if run_stage 12 "WER table"; then
-  local/chain/compare_wer.py --conditions "$chain_conditions" --test-sets "$test_sets" --corpus $corpus \
+  local/chain/compare_wer.py --conditions "$chain_conditions" --test-sets "$test_sets" --corpus $corpus --gmm $gmm \
     --out exp/chain_results .
 fi
 current_stage=
