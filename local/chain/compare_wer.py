@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The WER table of run.sh stage 12: one row per chain condition (and the tri3 GMM),
+"""The WER table of run.sh stage 12: one row per chain condition (and the GMM, --gmm),
 WER of every test set with Kaldi's scoring (``scoring_kaldi/best_wer``), seconds of
 chain training (egs + train.py) and of decoding (``times.json`` of run_tdnn.sh).
 
@@ -32,6 +32,8 @@ LABELS = {
     ("ivector", "clustered"): "Kaldi i-vectors + clustered speakers",
     ("none", "clustered"): "no speaker input, clustered-speaker CMVN",
 }
+GMM_LABELS = {"mono": "mono GMM", "tri1": "tri1 GMM (deltas)", "tri2": "tri2 GMM (LDA+MLLT)",
+              "tri3": "tri3 GMM (SAT, fMLLR decode)"}
 
 
 def read_best_wer(path: str):
@@ -61,13 +63,14 @@ def read_times(path: str) -> dict:
         return json.load(f)
 
 
-def collect(recipe: str, conditions: list, test_sets: list, affix: str) -> list:
-    """One row per condition (and ``gmm`` for tri3 when decoded)."""
+def collect(recipe: str, conditions: list, test_sets: list, affix: str, gmm_name: str = "tri3") -> list:
+    """One row per condition (and ``gmm:original`` for the GMM ``exp/<gmm_name>`` when decoded)."""
     rows = []
-    gmm = {x: read_best_wer(os.path.join(recipe, "exp", "tri3", f"decode_{x}", "scoring_kaldi", "best_wer"))
+    gmm = {x: read_best_wer(os.path.join(recipe, "exp", gmm_name, f"decode_{x}", "scoring_kaldi", "best_wer"))
            for x in test_sets}
     if any(gmm.values()):
-        rows.append({"condition": "gmm:original", "label": "tri3 GMM (SAT, fMLLR decode)", "wer": gmm, "times": {}})
+        rows.append({"condition": "gmm:original", "label": GMM_LABELS.get(gmm_name, f"{gmm_name} GMM"), "wer": gmm,
+                     "times": {}})
     for cond in conditions:
         features, _, speakers = cond.partition(":")
         if not speakers:
@@ -103,6 +106,7 @@ def build_parser():
     p.add_argument("--conditions", required=True, help="space-separated <features>:<speakers> of run_tdnn.sh")
     p.add_argument("--test-sets", required=True, help="space-separated test set names")
     p.add_argument("--affix", default="1a", help="run_tdnn.sh --affix (exp/chain_<f>_<s>/tdnn<affix>)")
+    p.add_argument("--gmm", default="tri3", help="the GMM of run.sh stage 9 (exp/<gmm>/decode_<set>)")
     p.add_argument("--corpus", default="", help="corpus name for the table's title")
     p.add_argument("--out", required=True, help="write <out>.md and <out>.json (relative to the recipe dir)")
     p.add_argument("recipe", help="recipe dir (holds exp/)")
@@ -112,7 +116,7 @@ def build_parser():
 def main(argv=None):
     args = parse_args(build_parser(), argv)
     test_sets = args.test_sets.split()
-    rows = collect(args.recipe, args.conditions.split(), test_sets, args.affix)
+    rows = collect(args.recipe, args.conditions.split(), test_sets, args.affix, args.gmm)
     table = markdown(rows, test_sets, args.corpus)
     out = os.path.join(args.recipe, args.out)
     atomic_write_text(out + ".json", json.dumps({"corpus": args.corpus, "test_sets": test_sets, "rows": rows},

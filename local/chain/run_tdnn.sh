@@ -65,6 +65,7 @@ initial_lrate=0.00025
 final_lrate=0.000025
 common_egs_dir=
 remove_egs=true
+decode_opts=
 
 help_message="Usage: $0 [options]
 Kaldi chain TDNN-F on this recipe's hires MFCC with no i-vector input, Kaldi's online
@@ -107,6 +108,9 @@ Options (default):
   --dropout-schedule <s>     ($dropout_schedule)
   --common-egs-dir <dir>     ($common_egs_dir) reuse dumped egs
   --remove-egs <b>           ($remove_egs)
+  --decode-opts <s>          ($decode_opts) more options for steps/nnet3/decode.sh, e.g.
+                             \"--beam 10 --lattice-beam 4 --max-active 2000\" (fast: a barely trained
+                             model gives flat posteriors and huge lattices with Kaldi's defaults)
   --config <file>            bash file of option settings (e.g. conf/chain_demo.conf)"
 
 here=$(dirname "$0")
@@ -279,7 +283,8 @@ if [ "$stage" -le 5 ]; then
     for out in chain xent; do
       echo "prefinal-layer name=prefinal-$out input=prefinal-l l2-regularize=0.008 big-dim=$tdnn_dim small-dim=$prefinal_dim"
     done
-    echo "output-layer name=output include-log-softmax=false dim=$num_targets l2-regularize=0.002"
+    # Each output reads its own prefinal layer (an output-layer without input= would read the line above it).
+    echo "output-layer name=output input=prefinal-chain include-log-softmax=false dim=$num_targets l2-regularize=0.002"
     echo "output-layer name=output-xent input=prefinal-xent dim=$num_targets learning-rate-factor=$learning_rate_factor l2-regularize=0.002"
   } > $dir/configs/network.xconfig
   steps/nnet3/xconfig_to_configs.py --xconfig-file $dir/configs/network.xconfig --config-dir $dir/configs/
@@ -321,7 +326,7 @@ if [ "$stage" -le 8 ]; then
     log "stage 8: decoding $cdata${iv_root:+ with --online-ivector-dir $(ivectors_of $x)}"
     started=$(date +%s.%N)
     steps/nnet3/decode.sh --nj "$(njobs "$cdata" $decode_nj)" --cmd "$decode_cmd" \
-      --acwt 1.0 --post-decode-acwt 10.0 --skip-scoring true \
+      --acwt 1.0 --post-decode-acwt 10.0 --skip-scoring true $decode_opts \
       $(ivector_opt --online-ivector-dir $x) $graph_dir "$cdata" $dir/decode_$x
     write_time "decode_$x" "$(python3 -c "import time; print(time.time() - $started)")"
     steps/score_kaldi.sh --cmd "$decode_cmd" "$cdata" $graph_dir $dir/decode_$x
