@@ -1,62 +1,41 @@
-"""The Kaldi chain hand-off (run.sh stage 7, local/chain/run_tdnn.sh) against a FAKE
-KALDI_ROOT whose scripts and programs only record how they were called: the right
-ivector dirs, period, dimension, data dirs and stages reach Kaldi, and broken inputs
-are caught before any Kaldi call."""
+"""The Kaldi chain hand-off (run.sh stage 11, local/chain/run_tdnn.sh) with a real Kaldi
+(conftest.kaldi_root): its pre-flight (local/chain/check_handoff.py, utils_py/handoff.py)
+catches broken inputs with one clear ERROR line each before anything of Kaldi's runs, and
+the network config Kaldi gets has the input dims of our features (no ivector input for
+--features none). The end-to-end run with Kaldi training and decoding is
+tests/test_kaldi_recipe.py.
+
+The recipe dirs here hold our data dirs and online-ivector dirs in their real formats; the
+GMM system (exp/tri3, exp/tri3_ali_train_sp, data/lang_test) is tiny placeholder files,
+enough for the pre-flight, which only checks that they exist."""
+import glob
 import os
-import stat
+import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import REPO, RECIPE, step_env
+from conftest import RECIPE, REPO, step_env
 from utils_py import datadir, kaldi_io
-from utils_py.handoff import (KALDI_BINARIES, KALDI_IVECTOR_BINARIES, KALDI_IVECTOR_SCRIPTS, KALDI_SCRIPTS,
-                              Handoff, utterance_map)
+from utils_py.handoff import Handoff, utterance_map
 from utils_py.log import UnspeechError
 
 PERIOD = 10
 DIM = 12          # deliberately not Kaldi's 100: the dim must be read from the features
 FEAT_DIM = 40
-NUM_PDFS = 321
 SPEAKERS = {"train_sp": ["spkA", "spkB", "spkC", "sp0.9-spkA"], "test": ["spkT", "spkU"]}
 CLUSTER_OF = {"spkA": "unspk0000001", "spkB": "unspk0000002", "spkC": "unspk0000001", "sp0.9-spkA": "unspk0000003",
               "spkT": "unspk0000001", "spkU": "unspk0000001"}
-
-RECORDER = """#!/usr/bin/env bash
-name=$0
-case $name in */src/*) name=$(basename "$name") ;; esac
-{ printf '%s' "$name"; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\n'; } >> "$FAKE_KALDI_CALLS"
-"""
-BEHAVIOUR = {  # what a few fakes must do besides recording, for run_tdnn.sh to go on
-    "utils/copy_data_dir.sh": 'mkdir -p "$2" && cp "$1"/* "$2"/\n',
-    "tree-info": f'echo "num-pdfs {NUM_PDFS}"\n',
-}
+GMM = {"gmm_dir": "exp/tri3", "ali_dir": "exp/tri3_ali_train_sp", "lores_train_dir": "data/train_sp_mfcc",
+       "lang_dir": "data/lang_test"}
+PLACEHOLDERS = ["exp/tri3/final.mdl", "exp/tri3/tree", "exp/tri3_ali_train_sp/final.mdl",
+                "exp/tri3_ali_train_sp/ali.1.gz", "exp/tri3_ali_train_sp/num_jobs", "data/lang_test/L.fst",
+                "data/lang_test/G.fst", "data/lang_test/words.txt", "data/lang_test/phones.txt",
+                "data/lang_test/topo", "data/lang_test/phones/silence.csl", "data/lang_test/phones/nonsilence.csl"]
 
 
 # ----------------------------------------------------------------- fixtures
-def write_exe(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, os.stat(path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-
-
-def make_fake_kaldi(root):
-    """KALDI_ROOT with egs/wsj/s5/{steps,utils}, src/*bin programs and tools/config/common_path.sh."""
-    s5 = os.path.join(root, "egs", "wsj", "s5")
-    for script in KALDI_SCRIPTS + KALDI_IVECTOR_SCRIPTS:
-        write_exe(os.path.join(s5, script), RECORDER + BEHAVIOUR.get(script, ""))
-    bindirs = set()
-    for group in (KALDI_BINARIES, KALDI_IVECTOR_BINARIES):
-        for sub, progs in group.items():
-            bindirs.add(sub)
-            for prog in progs:
-                write_exe(os.path.join(root, "src", sub, prog), RECORDER + BEHAVIOUR.get(prog, ""))
-    path = ":".join(f"$KALDI_ROOT/src/{d}" for d in sorted(bindirs))
-    write_exe(os.path.join(root, "tools", "config", "common_path.sh"), f"export PATH={path}:$PATH\n")
-
-
 def write_data_dir(path, utts, frames, rx=None):
     """Data dir with utt2spk/spk2utt/text and feats.scp (real matrices, or the given entries)."""
     os.makedirs(path, exist_ok=True)
@@ -87,203 +66,166 @@ def write_ivector_dir(path, frames, dim=DIM, period=PERIOD, ie_id="abc123", rows
         f.write(f"{ie_id}\n")
 
 
+def clustered(utts, frames):
+    """Utterance ids and frame counts of the clustered-speaker copy of a set."""
+    return ([(f"{CLUSTER_OF[s]}-{u}", CLUSTER_OF[s]) for u, s in utts],
+            {f"{CLUSTER_OF[s]}-{u}": frames[u] for u, s in utts})
+
+
 @pytest.fixture
-def setup(tmp_path):
-    """A recipe dir (data/, exp/unspeech/ivectors_*) plus a fake Kaldi with a TED-LIUM GMM system."""
+def recipe_dir(tmp_path):
+    """A recipe dir as run.sh stages 0-9 leave it (our data and ivector dirs real, the GMM system
+    placeholder files) with links to the recipe's scripts; no Kaldi."""
     recipe = tmp_path / "recipe"
     recipe.mkdir()
     for name in ("local", "steps_unspeech"):
         os.symlink(os.path.join(REPO, name), recipe / name)
-    kaldi = str(tmp_path / "kaldi")
-    make_fake_kaldi(kaldi)
-    k = os.path.join(kaldi, "egs", "tedlium", "s5_r3")
+    for name in ("path.sh", "cmd.sh"):
+        os.symlink(os.path.join(RECIPE, name), recipe / name)
     sets = {}
     for x, spks in SPEAKERS.items():
         utts = [(f"{s}-utt{i}", s) for s in spks for i in range(3)]
         frames = {u: 37 + 23 * i for i, (u, _) in enumerate(utts)}
-        write_data_dir(str(recipe / "data" / x), utts, frames)
-        feats = datadir.read_table(str(recipe / "data" / x / "feats.scp"))
-        new = [(f"{CLUSTER_OF[s]}-{u}", CLUSTER_OF[s]) for u, s in utts]
-        new_frames = {f"{CLUSTER_OF[s]}-{u}": frames[u] for u, s in utts}
-        write_data_dir(str(recipe / "data" / f"{x}_unspk"), new, new_frames,
+        write_data_dir(str(recipe / "data" / f"{x}_hires"), utts, frames)
+        feats = datadir.read_table(str(recipe / "data" / f"{x}_hires" / "feats.scp"))
+        new, new_frames = clustered(utts, frames)
+        write_data_dir(str(recipe / "data" / f"{x}_hires_unspk"), new, new_frames,
                        rx={f"{CLUSTER_OF[s]}-{u}": feats[u] for u, s in utts})
         write_ivector_dir(str(recipe / "exp" / "unspeech" / f"ivectors_{x}"), frames)
         write_ivector_dir(str(recipe / "exp" / "unspeech" / f"ivectors_{x}_unspk"), new_frames)
         sets[x] = (utts, frames)
-    utts, frames = sets["train_sp"]
-    write_data_dir(os.path.join(k, "data", "train_sp"), [(u, "kaldispk-" + s) for u, s in utts], frames)
-    for rel in ("exp/tri3/final.mdl", "exp/tri3/tree", "exp/tri3_ali_train_sp/final.mdl",
-                "exp/tri3_ali_train_sp/ali.1.gz", "exp/tri3_ali_train_sp/num_jobs", "data/lang/L.fst",
-                "data/lang/G.fst", "data/lang/words.txt", "data/lang/phones.txt", "data/lang/topo",
-                "data/lang/phones/silence.csl", "data/lang/phones/nonsilence.csl"):
-        os.makedirs(os.path.dirname(os.path.join(k, rel)), exist_ok=True)
-        with open(os.path.join(k, rel), "w") as f:
-            f.write("1:2\n")
-    calls = str(tmp_path / "calls.tsv")
-    return {"recipe": str(recipe), "kaldi": kaldi, "k": k, "calls": calls, "sets": sets}
+    utts, frames = sets["train_sp"]   # the GMM's MFCC data: same utterances, frames and ids, its own speakers
+    write_data_dir(str(recipe / "data" / "train_sp_mfcc"), [(u, "kaldispk-" + s) for u, s in utts], frames)
+    for rel in PLACEHOLDERS:
+        os.makedirs(os.path.dirname(recipe / rel), exist_ok=True)
+        (recipe / rel).write_text("1:2\n")
+    return {"recipe": str(recipe), "kaldi": "", "sets": sets}
+
+
+@pytest.fixture
+def setup(recipe_dir, kaldi_root):
+    """recipe_dir and the real Kaldi."""
+    return dict(recipe_dir, kaldi=kaldi_root)
 
 
 def run_env(args, cwd, **extra):
     env = step_env()
     env.update(extra)
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run([str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def run_tdnn(setup, *opts, kaldi=True):
-    env = {"FAKE_KALDI_CALLS": setup["calls"], "KALDI_ROOT": setup["kaldi"] if kaldi else ""}
+    """local/chain/run_tdnn.sh as run.sh stage 11 calls it (our GMM system's paths)."""
     args = ["local/chain/run_tdnn.sh", "--nj", "2", "--decode-nj", "2", "--train-set", "train_sp",
-            "--test-sets", "test", "--ivector-root", "exp/unspeech"] + list(opts)
-    return run_env(args, setup["recipe"], **env)
+            "--test-sets", "test", "--unspeech-root", "exp/unspeech", "--use-gpu", "false"]
+    for opt, value in GMM.items():
+        args += ["--" + opt.replace("_", "-"), value]
+    return run_env(args + list(opts), setup["recipe"], KALDI_ROOT=setup["kaldi"] if kaldi else "")
 
 
-def calls_of(setup):
-    """Recorded calls as lists [name, arg1, ...]."""
-    if not os.path.isfile(setup["calls"]):
-        return []
-    with open(setup["calls"]) as f:
-        return [line.rstrip("\n").split("\t") for line in f]
+def check_handoff(setup, *opts):
+    """local/chain/check_handoff.py with the GMM system of the setup."""
+    args = [os.path.join(REPO, "local", "chain", "check_handoff.py"), "--kaldi-root", setup["kaldi"]]
+    for opt, value in GMM.items():
+        args += ["--" + opt.replace("_", "-"), value]
+    return run_env(args + list(opts), setup["recipe"])
 
 
-def call(calls, name):
-    found = [c for c in calls if c[0] == name]
-    assert found, f"{name} not called; calls: {[c[0] for c in calls]}"
+def kaldi_ran(setup):
+    """What run_tdnn.sh leaves once it goes past the pre-flight (links to Kaldi's scripts, chain lang,
+    data copies with Kaldi's CMVN, lattices)."""
+    r = setup["recipe"]
+    found = [p for p in ("steps", "utils", "exp/chain_common/lang_chain") if os.path.lexists(os.path.join(r, p))]
+    for pattern in ("data", "lats_*"):
+        found += glob.glob(os.path.join(r, "exp", "chain_*", pattern))
     return found
 
 
-def opt(args, name):
-    return args[args.index(name) + 1]
+def put_mono_tree(setup, num_phones=3):
+    """A real Kaldi tree in exp/chain_common/tree_train_sp (gmm-init-mono on a generated topology),
+    so that run_tdnn.sh --stage 5 can read the number of pdfs from it. Returns that number."""
+    tree_dir = os.path.join(setup["recipe"], "exp", "chain_common", "tree_train_sp")
+    os.makedirs(tree_dir)
+    s5 = os.path.join(setup["kaldi"], "egs", "wsj", "s5")
+    nonsil = ":".join(str(p) for p in range(2, num_phones + 2))
+    script = (f". ./path.sh && {s5}/utils/gen_topo.pl 3 5 {nonsil} 1 > {tree_dir}/topo && "
+              f"gmm-init-mono {tree_dir}/topo 13 {tree_dir}/0.mdl {tree_dir}/tree && tree-info {tree_dir}/tree")
+    p = run_env(["bash", "-c", script], setup["recipe"], KALDI_ROOT=setup["kaldi"])
+    assert p.returncode == 0, p.stderr
+    return int(next(line.split()[1] for line in p.stdout.splitlines() if line.startswith("num-pdfs")))
 
 
-# ------------------------------------------------------------------ tests
-def test_stage7_without_kaldi_says_what_is_missing(setup):
-    r = run_tdnn(setup, kaldi=False)
+def read(setup, rel):
+    with open(os.path.join(setup["recipe"], rel)) as f:
+        return f.read()
+
+
+# ------------------------------------------------------------- without Kaldi
+def test_run_tdnn_without_kaldi_root_says_what_to_do(recipe_dir):
+    r = run_tdnn(recipe_dir, kaldi=False)
     assert r.returncode != 0
     assert "KALDI_ROOT is not set" in r.stderr and "export KALDI_ROOT=" in r.stderr
     assert "nothing of Kaldi's was run" in r.stderr
-    assert calls_of(setup) == []
-    assert not os.path.exists(os.path.join(setup["recipe"], "exp", "chain_unspeech_clustered"))
+    assert kaldi_ran(recipe_dir) == []
+    assert not os.path.exists(os.path.join(recipe_dir["recipe"], "exp", "chain_unspeech_clustered"))
 
 
-def test_run_sh_stage7_without_kaldi_fails_clearly_and_alone():
-    r = run_env(["./run.sh", "--stage", "7", "--stop-stage", "7"], RECIPE, KALDI_ROOT="")
+@pytest.mark.parametrize("stage", [7, 9, 11])
+def test_run_sh_kaldi_stage_without_kaldi_fails_clearly_and_alone(tmp_path, stage):
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    for name in ("run.sh", "cmd.sh", "path.sh", "conf"):
+        os.symlink(os.path.join(RECIPE, name), recipe / name)
+    for name in ("local", "steps_unspeech"):
+        os.symlink(os.path.join(REPO, name), recipe / name)
+    r = run_env(["./run.sh", "--stage", stage, "--stop-stage", stage], str(recipe), KALDI_ROOT="")
     assert r.returncode != 0
-    assert "KALDI_ROOT is not set" in r.stderr
-    assert "stage 7 failed" in r.stderr
-    assert not os.path.exists(os.path.join(RECIPE, "exp", "chain_unspeech_clustered", "utt_map"))
+    assert f"stage {stage} needs Kaldi: KALDI_ROOT is not set" in r.stderr
+    assert f"stage {stage} failed" in r.stderr and f"--stage {stage}" in r.stderr.splitlines()[-1]
+    assert not os.path.exists(recipe / "exp") and not os.path.lexists(recipe / "steps")
 
 
-def test_clustered_unspeech_full_run_passes_the_right_things_to_kaldi(setup):
-    r = run_tdnn(setup)
+def test_kaldi_root_without_compiled_programs_is_reported(setup, tmp_path):
+    """A Kaldi checkout whose src/ was never compiled: its scripts are there, its programs are not."""
+    checkout = tmp_path / "kaldi"
+    (checkout / "egs" / "wsj").mkdir(parents=True)
+    os.symlink(os.path.join(setup["kaldi"], "egs", "wsj", "s5"), checkout / "egs" / "wsj" / "s5")
+    r = run_tdnn(dict(setup, kaldi=str(checkout)))
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("ERROR (check_handoff)")]
+    assert any("compiled Kaldi program(s) not found" in line and "feat-to-dim" in line for line in errors), r.stderr
+    assert kaldi_ran(setup) == []
+
+
+# ------------------------------------------------------------- the pre-flight
+def test_preflight_passes_and_maps_clustered_to_gmm_utterances(setup):
+    r = check_handoff(setup, "--features", "unspeech",
+                      "--train", "data/train_sp_hires_unspk,exp/unspeech/ivectors_train_sp_unspk",
+                      "--test", "data/test_hires_unspk,exp/unspeech/ivectors_test_unspk",
+                      "--original-train-data", "data/train_sp_hires", "--utt-map-out", "exp/x/utt_map")
     assert r.returncode == 0, r.stderr
-    assert f"dim {DIM}" in r.stdout and f"period {PERIOD}" in r.stdout
-    calls = calls_of(setup)
-    exp = "exp/chain_unspeech_clustered"
-    # our data dirs of the clustered speakers are copied, CMVN'd and split per speaker
-    copies = {c[1]: c[2] for c in call(calls, "utils/copy_data_dir.sh")}
-    assert copies == {"data/train_sp_unspk": f"{exp}/data/train_sp", "data/test_unspk": f"{exp}/data/test"}
-    assert [c[1] for c in call(calls, "steps/compute_cmvn_stats.sh")] == [f"{exp}/data/train_sp", f"{exp}/data/test"]
-    splits = {c[1]: c[2] for c in call(calls, "utils/split_data.sh")}
-    assert splits[f"{exp}/data/test"] == "1"      # capped at the test set's single clustered speaker
-    # supervision from Kaldi's GMM on Kaldi's data, renamed to the clustered ids
-    align = call(calls, "steps/align_fmllr_lats.sh")[0]
-    assert align[-4:] == [f"{setup['k']}/data/train_sp", f"{setup['k']}/data/lang", f"{setup['k']}/exp/tri3",
-                          "exp/chain_common/lats_train_sp"]
-    utt_map = datadir.read_table(os.path.join(setup["recipe"], exp, "utt_map"), check_sorted=False)
+    assert r.stdout.split() == [f"feat_dim={FEAT_DIM}", f"ivector_dim={DIM}", f"ivector_period={PERIOD}"]
     utts, _ = setup["sets"]["train_sp"]
-    assert utt_map == {u: f"{CLUSTER_OF[s]}-{u}" for u, s in utts}
-    assert call(calls, "lattice-copy")
-    tree = call(calls, "steps/nnet3/chain/build_tree.sh")[0]
-    assert tree[-4:] == [f"{setup['k']}/data/train_sp", "exp/chain_common/lang_chain",
-                         f"{setup['k']}/exp/tri3_ali_train_sp", "exp/chain_common/tree_train_sp"]
-    # network: dims read from the features, not hard-coded
-    xconfig = open(os.path.join(setup["recipe"], exp, "tdnn1a", "configs", "network.xconfig")).read()
-    assert f"input dim={DIM} name=ivector" in xconfig and f"input dim={FEAT_DIM} name=input" in xconfig
-    assert f"dim={NUM_PDFS}" in xconfig
-    # training and decoding get our online-ivector dirs
-    train = call(calls, "steps/nnet3/chain/train.py")[0]
-    iv_train = opt(train, "--feat.online-ivector-dir")
-    assert iv_train == "exp/unspeech/ivectors_train_sp_unspk"
-    assert open(os.path.join(setup["recipe"], iv_train, "ivector_period")).read().strip() == str(PERIOD)
-    assert opt(train, "--feat-dir") == f"{exp}/data/train_sp"
-    assert opt(train, "--lat-dir") == f"{exp}/lats_train_sp"
-    assert opt(train, "--tree-dir") == "exp/chain_common/tree_train_sp"
-    assert opt(train, "--stage") == "-10"
-    assert "--norm-means=true" in opt(train, "--feat.cmvn-opts")
-    decode = call(calls, "steps/nnet3/decode.sh")[0]
-    assert opt(decode, "--online-ivector-dir") == "exp/unspeech/ivectors_test_unspk"
-    assert decode[-3:] == [f"{exp}/tdnn1a/graph", f"{exp}/data/test", f"{exp}/tdnn1a/decode_test"]
-    assert call(calls, "steps/score_kaldi.sh")[0][-3:] == [f"{exp}/data/test", f"{exp}/tdnn1a/graph",
-                                                          f"{exp}/tdnn1a/decode_test"]
-    # Kaldi's scripts are reachable from the recipe dir
-    assert os.path.islink(os.path.join(setup["recipe"], "steps"))
-
-
-def test_stage_passes_through_and_original_speakers(setup):
-    r = run_tdnn(setup, "--speakers", "original", "--stage", "7", "--train-stage", "5")
-    assert r.returncode == 0, r.stderr
-    calls = calls_of(setup)
-    names = [c[0] for c in calls]
-    for early in ("utils/copy_data_dir.sh", "steps/align_fmllr_lats.sh", "steps/nnet3/chain/build_tree.sh",
-                  "steps/nnet3/xconfig_to_configs.py", "lattice-copy"):
-        assert early not in names
-    train = call(calls, "steps/nnet3/chain/train.py")[0]
-    assert opt(train, "--stage") == "5"
-    assert opt(train, "--feat.online-ivector-dir") == "exp/unspeech/ivectors_train_sp"
-    assert opt(train, "--feat-dir") == "exp/chain_unspeech_original/data/train_sp"
-    assert opt(train, "--lat-dir") == "exp/chain_common/lats_train_sp"   # no renaming needed
-    decode = call(calls, "steps/nnet3/decode.sh")[0]
-    assert opt(decode, "--online-ivector-dir") == "exp/unspeech/ivectors_test"
-    assert names.index("steps/nnet3/chain/train.py") < names.index("utils/mkgraph.sh") < \
-        names.index("steps/nnet3/decode.sh")
-
-
-def test_ivector_baseline_uses_kaldi_ivector_dirs(setup):
-    # --features ivector from stage 3 on: Kaldi's i-vectors (made in stage 2) must already be there
-    r = run_tdnn(setup, "--features", "ivector", "--stage", "3")
-    assert r.returncode != 0 and "ivector features not usable" in r.stderr
-    assert calls_of(setup) == []
-    for x, (utts, frames) in setup["sets"].items():
-        new_frames = {f"{CLUSTER_OF[s]}-{u}": frames[u] for u, s in utts}
-        write_ivector_dir(os.path.join(setup["recipe"], "exp", "nnet3_ivector", f"ivectors_{x}_unspk"),
-                          new_frames, dim=100, ie_id="kaldi-ie")
-    r = run_tdnn(setup, "--features", "ivector", "--stage", "3")
-    assert r.returncode == 0, r.stderr
-    calls = calls_of(setup)
-    train = call(calls, "steps/nnet3/chain/train.py")[0]
-    assert opt(train, "--feat.online-ivector-dir") == "exp/nnet3_ivector/ivectors_train_sp_unspk"
-    xconfig = open(os.path.join(setup["recipe"], "exp/chain_ivector_clustered/tdnn1a/configs/network.xconfig")).read()
-    assert "input dim=100 name=ivector" in xconfig
-
-
-def test_ivector_baseline_stage2_extracts_then_checks(setup):
-    r = run_tdnn(setup, "--features", "ivector", "--speakers", "original", "--stage", "2")
-    # the fake extractor writes nothing, so the check after extraction must stop the run
-    assert r.returncode != 0 and "ivector features not usable" in r.stderr
-    calls = calls_of(setup)
-    extracted = [c[-3:] for c in call(calls, "steps/online/nnet2/extract_ivectors_online.sh")]
-    assert extracted == [["data/train_sp", "exp/nnet3_ivector/extractor", "exp/nnet3_ivector/ivectors_train_sp"],
-                         ["data/test", "exp/nnet3_ivector/extractor", "exp/nnet3_ivector/ivectors_test"]]
-    assert "steps/nnet3/chain/train.py" not in [c[0] for c in calls]
+    utt_map = datadir.read_table(os.path.join(setup["recipe"], "exp", "x", "utt_map"), check_sorted=False)
+    assert utt_map == {u: f"{CLUSTER_OF[s]}-{u}" for u, s in utts}   # <GMM data utt> <training utt>
 
 
 def _drop_utt(s):
     scp = os.path.join(s["recipe"], "exp/unspeech/ivectors_train_sp_unspk/ivector_online.scp")
     lines = open(scp).read().splitlines()
     open(scp, "w").write("\n".join(lines[1:]) + "\n")
-    return "utterance(s) of data/train_sp_unspk have no row", lines[0].split()[0]
+    return "utterance(s) of data/train_sp_hires_unspk have no row", lines[0].split()[0]
 
 
 def _wrong_rows(s):
-    utts, frames = s["sets"]["test"]
-    new = {f"{CLUSTER_OF[sp]}-{u}": frames[u] for u, sp in utts}
+    _, new = clustered(*s["sets"]["test"])
     bad = sorted(new)[2]
     write_ivector_dir(os.path.join(s["recipe"], "exp/unspeech/ivectors_test_unspk"), new, rows={bad: 50})
     return "rows for", bad
 
 
 def _wrong_dim(s):
-    utts, frames = s["sets"]["test"]
-    new = {f"{CLUSTER_OF[sp]}-{u}": frames[u] for u, sp in utts}
+    _, new = clustered(*s["sets"]["test"])
     write_ivector_dir(os.path.join(s["recipe"], "exp/unspeech/ivectors_test_unspk"), new, dim=DIM + 1)
     return f"embedding dim is {DIM + 1}, expected {DIM}", "ivectors_test_unspk"
 
@@ -300,37 +242,74 @@ def _mixed_dims(s):
 
 
 def _other_model(s):
-    utts, frames = s["sets"]["test"]
-    new = {f"{CLUSTER_OF[sp]}-{u}": frames[u] for u, sp in utts}
+    _, new = clustered(*s["sets"]["test"])
     write_ivector_dir(os.path.join(s["recipe"], "exp/unspeech/ivectors_test_unspk"), new, ie_id="other")
     return "different models", "final.ie.id"
 
 
-def _missing_binary(s):
-    os.remove(os.path.join(s["kaldi"], "src", "chainbin", "nnet3-chain-train"))
-    return "not found under", "nnet3-chain-train"
-
-
 def _missing_alignments(s):
-    os.remove(os.path.join(s["k"], "exp", "tri3_ali_train_sp", "ali.1.gz"))
+    os.remove(os.path.join(s["recipe"], "exp", "tri3_ali_train_sp", "ali.1.gz"))
     return "GMM alignment dir has no ali.1.gz", "exp/tri3_ali_train_sp"
 
 
 def _missing_ivector_dir(s):
-    import shutil
     shutil.rmtree(os.path.join(s["recipe"], "exp/unspeech/ivectors_test_unspk"))
     return "online-ivector dir not found", "run stages 4 and 6"
 
 
+def _unaligned_utterance(s):
+    mfcc = os.path.join(s["recipe"], "data", "train_sp_mfcc")
+    utt2spk = datadir.read_table(os.path.join(mfcc, "utt2spk"))
+    gone = sorted(utt2spk)[0]
+    write_data_dir(mfcc, [(u, spk) for u, spk in utt2spk.items() if u != gone], None,
+                   rx={u: e for u, e in datadir.read_table(os.path.join(mfcc, "feats.scp")).items() if u != gone})
+    return "not in the GMM's training data", gone
+
+
 @pytest.mark.parametrize("breakage", [_drop_utt, _wrong_rows, _wrong_dim, _mixed_dims, _other_model,
-                                      _missing_binary, _missing_alignments, _missing_ivector_dir])
-def test_broken_inputs_caught_before_any_kaldi_call(setup, breakage):
+                                      _missing_alignments, _missing_ivector_dir, _unaligned_utterance])
+def test_broken_inputs_caught_before_kaldi_runs(setup, breakage):
     fragments = breakage(setup)
     r = run_tdnn(setup)
     assert r.returncode != 0
     errors = [line for line in r.stderr.splitlines() if line.startswith("ERROR (check_handoff)")]
     assert any(all(f in line for f in fragments) for line in errors), r.stderr
-    assert calls_of(setup) == [], "a Kaldi script or program ran before the pre-flight passed"
+    assert "pre-flight failed" in r.stderr and "nothing of Kaldi's was run" in r.stderr
+    assert kaldi_ran(setup) == [], "run_tdnn.sh went on after a failed pre-flight"
+
+
+# ------------------------------------------------------------- what Kaldi gets
+def test_features_none_needs_no_ivectors_and_the_network_has_no_ivector_input(setup):
+    shutil.rmtree(os.path.join(setup["recipe"], "exp", "unspeech"))
+    r = check_handoff(setup, "--features", "none", "--train", "data/train_sp_hires,", "--test", "data/test_hires,")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [f"feat_dim={FEAT_DIM}"]
+    num_pdfs = put_mono_tree(setup)
+    r = run_tdnn(setup, "--features", "none", "--speakers", "original", "--stage", "5")
+    assert "pre-flight ok: features none" in r.stdout, r.stderr
+    exp = "exp/chain_none_original/tdnn1a/configs"
+    xconfig = read(setup, f"{exp}/network.xconfig")
+    assert "name=ivector" not in xconfig and "ReplaceIndex(ivector" not in xconfig
+    assert f"input dim={FEAT_DIM} name=input" in xconfig and f"dim={num_pdfs} " in xconfig
+    final = read(setup, f"{exp}/final.config")                  # written by Kaldi's xconfig_to_configs.py
+    assert f"input-node name=input dim={FEAT_DIM}" in final and "name=ivector" not in final
+    # stage 6 (training) then stops: there are no lattices in this setup
+    assert "steps/nnet3/chain/train.py failed" in r.stderr.splitlines()[-1]
+    assert "--feat.online-ivector-dir" not in r.stdout
+
+
+def test_unspeech_network_input_dims_come_from_our_features(setup):
+    num_pdfs = put_mono_tree(setup)
+    r = run_tdnn(setup, "--features", "unspeech", "--speakers", "clustered", "--stage", "5")
+    assert f"exp/unspeech/ivectors_train_sp_unspk, dim {DIM}, period {PERIOD}" in r.stdout, r.stderr
+    exp = "exp/chain_unspeech_clustered/tdnn1a/configs"
+    xconfig = read(setup, f"{exp}/network.xconfig")
+    assert f"input dim={DIM} name=ivector" in xconfig and f"input dim={FEAT_DIM} name=input" in xconfig
+    assert "output-layer name=output input=prefinal-chain" in xconfig and f"dim={num_pdfs} " in xconfig
+    final = read(setup, f"{exp}/final.config")
+    assert f"input-node name=ivector dim={DIM}" in final and f"input-node name=input dim={FEAT_DIM}" in final
+    assert "with --feat.online-ivector-dir exp/unspeech/ivectors_train_sp_unspk" in r.stdout
+    assert "steps/nnet3/chain/train.py failed" in r.stderr.splitlines()[-1]
 
 
 # ------------------------------------------------------------ unit level

@@ -1,4 +1,4 @@
-"""Pre-flight of the Kaldi chain hand-off (``local/chain/run_tdnn.sh``, run.sh stage 7).
+"""Pre-flight of the Kaldi chain hand-off (``local/chain/run_tdnn.sh``, run.sh stage 11).
 
 Before anything of Kaldi's runs, check everything the chain recipe will need
 and report every problem as one clear line saying what to do:
@@ -87,7 +87,7 @@ class Handoff:
         """KALDI_ROOT set, scripts and compiled binaries present."""
         root = self.kaldi_root
         if not root:
-            self.problem(f"KALDI_ROOT is not set (stage 7 trains a Kaldi chain model): {KALDI_HOWTO}")
+            self.problem(f"KALDI_ROOT is not set (stage 11 trains a Kaldi chain model): {KALDI_HOWTO}")
             return False
         if not os.path.isdir(root):
             self.problem(f"KALDI_ROOT is not a directory: {root}: {KALDI_HOWTO}")
