@@ -34,7 +34,7 @@ demo: setup
 	$(PY) local/summarize_demo.py $(RECIPE)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -rs --durations=8 tests   # -rs: why anything skipped; durations: the Kaldi tests ran
 
 clean-demo:
 	cd $(RECIPE) && rm -rf data exp fbank db
