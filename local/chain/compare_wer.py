@@ -63,7 +63,7 @@ def read_best_wer(path: str):
             "sub": int(sub), "best": line.split()[-1]}
 
 
-BOOTCI_SET = re.compile(r"Set(\d): %WER ([\d.]+) 95% Conf Interval \[ ([\d.]+), ([\d.]+) \]")
+BOOTCI_SET = re.compile(r"Set(\d): %WER ([\d.]+) 95% Conf Interval \[ (-?[\d.]+), (-?[\d.]+) \]")
 BOOTCI_BETTER = re.compile(r"Probability of Set2 improving Set1: ([\d.]+)")
 BEST_HYP = re.compile(r"wer_(\d+)_([\d.]+)$")
 
@@ -168,7 +168,7 @@ def markdown(rows: list, test_sets: list, corpus: str) -> str:
         wers = [r["wer"][x] for x in test_sets]
         cells = [r["label"]] + [f"{w['wer']:.2f}" if w else "—" for w in wers]
         boot = [r.get("bootstrap", {}).get(x) or {} for x in test_sets]
-        cells += [f"{b['ci'][0]:.2f}–{b['ci'][1]:.2f}" if b else "—" for b in boot]
+        cells += [f"{max(0.0, b['ci'][0]):.2f}–{b['ci'][1]:.2f}" if b else "—" for b in boot]   # Kaldi's interval is normal-approximated: clipped at 0
         cells += [f"{b['p_better']:.0f} %" if b and r["label"] != base else "—" for b in boot]
         cells.append(", ".join(f"{w['errors']}/{w['words']} ({w['ins']}/{w['del']}/{w['sub']})" if w else "—"
                                for w in wers))
