@@ -1,5 +1,5 @@
 # Environment of the recipe. Works without Kaldi; adds Kaldi's tools when
-# KALDI_ROOT points at a compiled Kaldi checkout (needed by stage 7 only).
+# KALDI_ROOT points at a compiled Kaldi checkout (needed by stages 7-12 only).
 UNSPEECH_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)   # also from a linked copy of the recipe
 export UNSPEECH_ROOT
 export PYTHONPATH=$UNSPEECH_ROOT${PYTHONPATH:+:$PYTHONPATH}
