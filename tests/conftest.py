@@ -55,6 +55,17 @@ def kaldi_root():
     return KALDI_TEST_DEST
 
 
+def linked_recipe(path):
+    """A copy of the recipe dir at ``path`` made of links (run.sh, cmd.sh, path.sh, conf/, local/,
+    steps_unspeech/): its data/ and exp/ are the test's own."""
+    os.makedirs(path, exist_ok=True)
+    for name in ("run.sh", "cmd.sh", "path.sh", "conf"):
+        os.symlink(os.path.join(RECIPE, name), os.path.join(path, name))
+    for name in ("local", "steps_unspeech"):
+        os.symlink(os.path.join(REPO, name), os.path.join(path, name))
+    return path
+
+
 def kaldi_env(kaldi_root):
     """step_env() plus KALDI_ROOT: what path.sh of the recipe then adds (Kaldi's binaries, utils)."""
     env = step_env()

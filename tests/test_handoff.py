@@ -16,7 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import RECIPE, REPO, step_env
+from conftest import RECIPE, REPO, linked_recipe, step_env
 from utils_py import datadir, kaldi_io
 from utils_py.handoff import Handoff, utterance_map
 from utils_py.log import UnspeechError
@@ -172,12 +172,7 @@ def test_run_tdnn_without_kaldi_root_says_what_to_do(recipe_dir):
 
 @pytest.mark.parametrize("stage", [7, 9, 11])
 def test_run_sh_kaldi_stage_without_kaldi_fails_clearly_and_alone(tmp_path, stage):
-    recipe = tmp_path / "recipe"
-    recipe.mkdir()
-    for name in ("run.sh", "cmd.sh", "path.sh", "conf"):
-        os.symlink(os.path.join(RECIPE, name), recipe / name)
-    for name in ("local", "steps_unspeech"):
-        os.symlink(os.path.join(REPO, name), recipe / name)
+    recipe = linked_recipe(tmp_path / "recipe")
     r = run_env(["./run.sh", "--stage", stage, "--stop-stage", stage], str(recipe), KALDI_ROOT="")
     assert r.returncode != 0
     assert f"stage {stage} needs Kaldi: KALDI_ROOT is not set" in r.stderr

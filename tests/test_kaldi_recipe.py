@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import RECIPE, REPO, kaldi_env, need_tools
+from conftest import RECIPE, kaldi_env, linked_recipe, need_tools
 from utils_py import datadir, kaldi_io
 
 CONDITION = "unspeech:clustered"
@@ -78,12 +78,7 @@ def run(kaldi_root, tmp_path_factory):
     """The recipe, run once: a linked copy of egs/tedlium/s5_unspeech in a temp dir."""
     need_tools("sox", "espeak-ng")
     root = tmp_path_factory.mktemp("kaldi_recipe")
-    recipe = root / "s5_unspeech"
-    recipe.mkdir()
-    for name in ("run.sh", "cmd.sh", "path.sh", "conf"):
-        os.symlink(os.path.join(RECIPE, name), recipe / name)
-    for name in ("local", "steps_unspeech"):
-        os.symlink(os.path.join(REPO, name), recipe / name)
+    recipe = linked_recipe(root / "s5_unspeech")
     train_conf = root / "train_tiny.conf"
     with open(os.path.join(RECIPE, "conf", "train_demo.conf")) as f:
         train_conf.write_text(f.read().rstrip("\n") + "\n" + "\n".join(TRAIN_OVERRIDES) + "\n")
