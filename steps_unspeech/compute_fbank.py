@@ -13,7 +13,7 @@ except ImportError:  # run directly, not via path.sh
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 from utils_py import fbank
-from utils_py.cli import parse_args, step_parser
+from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.log import UnspeechError, get_logger, run_step
 
 STEP = "compute_fbank"
@@ -38,6 +38,9 @@ def build_parser():
                    help="Kaldi conf file of fbank options ('' = Kaldi defaults, dither 1.0!)")
     p.add_argument("--write-num-frames", default="",
                    help="also write '<utt> <num-frames>' lines here ('ark,t:' prefix allowed)")
+    p.add_argument("--compress", type=str2bool, default=True,
+                   help="true: Kaldi's compressed matrices (automatic method, like copy-feats "
+                        "--compress=true and Kaldi's make_fbank.sh; lossy, ~4x smaller); false: float32")
     p.add_argument("--done-marker", default="",
                    help="skip when this marker matches the inputs and options; written last")
     p.add_argument("data_dir", help="data directory with wav.scp (and segments)")
@@ -55,7 +58,7 @@ def main(argv=None):
         num_frames = num_frames[len("ark,t:"):]
     fbank.compute_data_dir(args.data_dir, config, args.feats_ark, args.feats_scp,
                            num_frames=num_frames or None, done_marker=args.done_marker or None,
-                           log=get_logger(STEP))
+                           log=get_logger(STEP), compress=args.compress)
     return 0
 
 

@@ -20,7 +20,7 @@ EPILOG = """Example (what extract_unspeech.sh runs):
   extract_unspeech.py --task job --job 1 --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
   extract_unspeech.py --task finalize --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
 Options that change the output (period, padding, combine-contexts, fast,
-speaker-vectors, batch-size) must be the same for all three tasks."""
+speaker-vectors, batch-size, compress) must be the same for all three tasks."""
 
 
 def build_parser():
@@ -39,6 +39,10 @@ def build_parser():
     p.add_argument("--fast", type=str2bool, default=False,
                    help="conv stack once per utterance, head per row (approximate positions)")
     p.add_argument("--batch-size", type=int, default=512, help="windows per forward pass")
+    p.add_argument("--compress", type=str2bool, default=True,
+                   help="true: ivector_online rows as Kaldi compressed matrices (automatic method, like "
+                        "Kaldi's extract_ivectors_online.sh; lossy); false: float32. utt_vectors "
+                        "(Kaldi vectors, which Kaldi cannot compress) are float32 either way")
     p.add_argument("--num-threads", type=int, default=1, help="TensorFlow threads per job (0: all cores)")
     p.add_argument("data_dir", help="Kaldi data dir with feats.scp")
     p.add_argument("model_dir", help="trained unspeech model (config.json + weights)")
@@ -50,7 +54,8 @@ def main(argv=None):
     args = parse_args(build_parser(), argv)
     log = get_logger("extract_unspeech")
     opts = dict(period=args.period, padding=args.padding, combine_contexts=args.combine_contexts,
-                fast=args.fast, speaker_vectors=args.speaker_vectors, batch_size=args.batch_size)
+                fast=args.fast, speaker_vectors=args.speaker_vectors, batch_size=args.batch_size,
+                compress=args.compress)
     if args.period < 1 or args.batch_size < 1 or args.nj < 1:
         raise UnspeechError("--period, --batch-size and --nj must be >= 1")
     if args.task in ("all", "prepare"):

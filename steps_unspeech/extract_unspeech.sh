@@ -20,6 +20,7 @@ speaker_vectors=false
 fast=false
 batch_size=512
 num_threads=1
+compress=true
 
 help_message="Usage: $0 [options] <data-dir> <model-dir> <out-dir>
  e.g.: $0 --nj 4 --speaker-vectors true data/test exp/unspeech exp/unspeech/ivectors_test
@@ -33,7 +34,9 @@ Options (default):
   --speaker-vectors <b>     ($speaker_vectors) also write utt_vectors.scp (mean row per utterance)
   --fast <b>                ($fast) conv stack once per utterance, head per row (approximate)
   --batch-size <n>          ($batch_size) windows per forward pass
-  --num-threads <n>         ($num_threads) TensorFlow threads per job (0: all cores)"
+  --num-threads <n>         ($num_threads) TensorFlow threads per job (0: all cores)
+  --compress <b>            ($compress) ivector_online rows as Kaldi compressed matrices (like Kaldi's
+                            extract_ivectors_online.sh); false = float32 (utt_vectors: always float32)"
 
 . "$(dirname "$0")/parse_options.sh"
 
@@ -49,7 +52,7 @@ py=$(dirname "$0")/extract_unspeech.py
 . "$(dirname "$0")/lock_dir.sh" "$dir"
 
 opts="--period $period --padding $padding --combine-contexts $combine_contexts --fast $fast"
-opts="$opts --speaker-vectors $speaker_vectors --batch-size $batch_size"
+opts="$opts --speaker-vectors $speaker_vectors --batch-size $batch_size --compress $compress"
 
 # Checks the inputs, removes the merged scps of an earlier run, splits $data.
 "$py" --task prepare --nj "$nj" $opts "$data" "$model_dir" "$dir" || exit 1

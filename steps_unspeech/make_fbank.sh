@@ -5,7 +5,8 @@
 #   steps_unspeech/make_fbank.sh --nj 4 --cmd "$train_cmd" --fbank-config conf/fbank.conf \
 #     data/train exp/make_fbank/train fbank
 #
-# Writes <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp} (one per job; a finished job
+# Writes <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp} (Kaldi compressed matrices unless
+# --compress false; one per job; a finished job
 # leaves a .done marker and is skipped on a rerun with the same inputs) and, in
 # the data dir, utt2num_frames, frame_shift and -- last, atomically -- feats.scp
 # (sorted, absolute paths). Any failure leaves no feats.scp.
@@ -14,6 +15,7 @@ set -euo pipefail
 nj=4
 cmd=$(dirname "$0")/run_local.sh
 fbank_config=conf/fbank.conf
+compress=true
 
 help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
 Computes Kaldi fbank features (kaldi-native-fbank) of <data-dir> (wav.scp, optional segments).
@@ -23,6 +25,8 @@ Options (default):
   --cmd <cmd>             ($cmd) job runner: run.pl, queue.pl, ... or steps_unspeech/run_local.sh
   --fbank-config <file>   ($fbank_config) Kaldi compute-fbank-feats options (--name=value lines);
                           '' = Kaldi defaults. See steps_unspeech/compute_fbank.py --help for the list.
+  --compress <b>          ($compress) write Kaldi compressed matrices (like Kaldi's make_fbank.sh);
+                          false = float32
 e.g.: $0 --nj 4 --fbank-config conf/fbank.conf data/train exp/make_fbank/train fbank"
 
 . "$(dirname "$0")/parse_options.sh"
@@ -63,7 +67,7 @@ split_dir=$data/split${nj}utt
 echo "$0: computing fbank features of $data with $nj job(s), logs in $logdir"
 runner_err=$logdir/.make_fbank_$name.runner.err
 if ! $cmd JOB=1:$nj "$logdir/make_fbank_$name.JOB.log" \
-    "$bindir/compute_fbank.py" --fbank-config="$fbank_config" \
+    "$bindir/compute_fbank.py" --fbank-config="$fbank_config" --compress "$compress" \
       --write-num-frames "$prefix.JOB.num_frames" --done-marker "$prefix.JOB.done" \
       "$split_dir/JOB" "$prefix.JOB.ark" "$prefix.JOB.scp" 2> "$runner_err"; then
   # One line: the first failed job's error (it names the utterance and file), and its log.

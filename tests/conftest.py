@@ -102,3 +102,26 @@ def run_cmd(args, cwd=None, check=False, **kw):
     if check and p.returncode != 0:
         raise AssertionError(f"{args} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def kaldi_compression_bound(mat):
+    """Per-element bound on |decompressed - original| of Kaldi's automatic compression
+    (``copy-feats --compress=true``, kaldiio's ``kAutomaticMethod``) of ``mat``.
+
+    More than 8 rows: "CM" -- per column, the 0/25/75/100th percentiles are stored as 16-bit
+    fractions of the matrix's [min, max], and each value as one byte within its
+    percentile segment ([p0, p25]: 64 steps, [p25, p75]: 128, [p75, p100]: 63).  Rounding to the
+    nearest byte is off by half a step, at most (column range) / (2 * 63); the 16-bit percentiles
+    add at most (matrix range) / 65535 each, two per segment.  8 rows or fewer: "CM2", every value
+    a 16-bit fraction of [min, max]: half a step, (matrix range) / 65535 / 2.  A float32 ulp of
+    the largest magnitude covers the float arithmetic.
+    """
+    import numpy as np
+    mat = np.asarray(mat, dtype=np.float64)
+    lo, hi = mat.min(), mat.max()
+    rng = (hi - lo) if hi > lo else 1.0 + abs(lo)
+    slack = 4 * np.finfo(np.float32).eps * max(abs(lo), abs(hi), 1.0)
+    if mat.shape[0] <= 8:
+        return np.full(mat.shape, rng / 65535 / 2 + slack)
+    col_range = mat.max(axis=0) - mat.min(axis=0)
+    return np.broadcast_to(col_range / (2 * 63) + 2 * rng / 65535 + slack, mat.shape)

@@ -1,5 +1,6 @@
 """Extraction of unspeech embeddings as Kaldi online-ivector dirs
 (utils_py/extract.py, steps_unspeech/extract_unspeech.{sh,py})."""
+import json
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cmd, step_env
+from conftest import REPO, kaldi_compression_bound, run_cmd, step_env
 from utils_py import datadir, kaldi_io
 from utils_py.extract import (Extractor, compare_fast, num_rows, pad_frames, utterance_windows,
                               window_starts)
@@ -73,6 +74,15 @@ def direct_rows(model, feats, period, tower="target", padding="repeat"):
 def assert_rows_close(got, want):
     """float32 equality up to summation order (batching): relative to the rows' scale."""
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(want).max())))
+
+
+def assert_compressed_rows_close(got, want):
+    """Rows read back from a Kaldi-compressed ark (the step's default): within Kaldi's
+    compression error of ``want`` (conftest.kaldi_compression_bound), plus the float32
+    tolerance of :func:`assert_rows_close`."""
+    tol = kaldi_compression_bound(want) + 1e-4 * np.abs(want) + 1e-5 * max(1.0, float(np.abs(want).max()))
+    err = np.abs(np.asarray(got, np.float64) - want)
+    assert got.shape == want.shape and (err <= tol).all(), float((err - tol).max())
 
 
 # ---------------------------------------------------------------- windows
@@ -171,13 +181,17 @@ def test_step_output_is_a_kaldi_online_ivector_dir(extracted, model, model_dir):
     got = read_dir(out)
     assert sorted(got) == sorted(FRAMES)
     feats = dict(kaldi_io.iter_matrices(os.path.join(data, "feats.scp")))
+    want = {}
     for u, t in FRAMES.items():
         assert got[u].shape == (num_rows(t, 10), 8) and np.isfinite(got[u]).all(), u
-        assert_rows_close(got[u], direct_rows(model, feats[u], 10))
+        want[u] = direct_rows(model, feats[u], 10)
+        assert_compressed_rows_close(got[u], want[u])   # ivector_online: compressed by default
     vectors = {k: np.asarray(v) for k, v in kaldiio.load_scp(os.path.join(out, "utt_vectors.scp")).items()}
     for u in FRAMES:
-        assert vectors[u].shape == (8,)
-        np.testing.assert_allclose(vectors[u], got[u].mean(axis=0), rtol=1e-6)
+        # utt_vectors are Kaldi vectors (Kaldi has no compressed vectors): float32 means of the
+        # rows before compression.
+        assert vectors[u].shape == (8,) and vectors[u].dtype == np.float32
+        assert_rows_close(vectors[u], want[u].mean(axis=0))
     assert open(os.path.join(out, "ivector_period")).read() == "10\n"
     assert open(os.path.join(out, "final.ie.id")).read().strip() == model.model_id
     assert open(os.path.join(out, "config.json")).read() == open(os.path.join(model_dir, "config.json")).read()
@@ -274,3 +288,62 @@ def test_python_cli_help_lists_defaults():
     assert r.returncode == 0 and "--padding" in r.stdout and "(default: repeat)" in r.stdout
     r = run_cmd(["bash", SH, "--help"])
     assert r.returncode == 0 and "--combine-contexts" in r.stdout and "(10)" in r.stdout
+
+
+# ------------------------------------------------------------ --compress
+def ark_headers(scp):
+    """``{key: first bytes of its binary object}`` ("\\0BCM ", "\\0BFM ", ...) of every scp entry."""
+    out = {}
+    for line in open(scp):
+        key, rx = line.split()
+        path, offset = rx.rsplit(":", 1)
+        with open(path, "rb") as f:
+            f.seek(int(offset))
+            out[key] = f.read(6)
+    return out
+
+
+def test_compress_default_vs_false_kaldi_reads_both(extracted, model_dir, tmp_path, kaldi_root):
+    """Default: ivector_online rows are Kaldi compressed matrices (CM above 8 rows, CM2 up to 8:
+    Kaldi's automatic method), within Kaldi's compression error of the float32 rows of
+    --compress false; utt_vectors stay float32 vectors.  Kaldi's copy-feats reads both dirs.
+    The option is part of each job's .done signature: switching it redoes the jobs."""
+    from test_kaldi_io import read_text_ark
+    data, out, _ = extracted
+    plain = str(tmp_path / "plain")
+    r = run_sh("--nj", 2, "--speaker-vectors", "true", "--compress", "false", data, model_dir, plain)
+    assert r.returncode == 0, r.stderr
+    for u, head in ark_headers(os.path.join(out, "ivector_online.scp")).items():
+        assert head[:5] == (b"\0BCM2" if num_rows(FRAMES[u], 10) <= 8 else b"\0BCM "), (u, head)
+    assert all(h[:5] == b"\0BFM " for h in ark_headers(os.path.join(plain, "ivector_online.scp")).values())
+    for d in (out, plain):
+        assert all(h[:5] == b"\0BFV " for h in ark_headers(os.path.join(d, "utt_vectors.scp")).values())
+    assert json.load(open(os.path.join(out, "extract_opts.json")))["compress"] is True
+    assert json.load(open(os.path.join(plain, "extract_opts.json")))["compress"] is False
+    got, exact = read_dir(out), read_dir(plain)
+    assert sum(os.path.getsize(os.path.join(out, f"ivector_online.{j}.ark")) for j in (1, 2)) < \
+        0.5 * sum(os.path.getsize(os.path.join(plain, f"ivector_online.{j}.ark")) for j in (1, 2))
+    worst = 0.0
+    for u in FRAMES:
+        err = np.abs(got[u].astype(np.float64) - exact[u])
+        assert (err <= kaldi_compression_bound(exact[u])).all(), u   # same input, same rows: only compression
+        worst = max(worst, float(err.max()))
+    assert worst > 0   # lossy: really compressed
+    # Kaldi's own copy-feats reads both online-ivector dirs: right keys, rows, dim and values.
+    copy_feats = os.path.join(kaldi_root, "src", "featbin", "copy-feats")
+    for d, rows in ((out, got), (plain, exact)):
+        text = str(tmp_path / (os.path.basename(d) + ".txt"))
+        p = subprocess.run([copy_feats, f"scp:{d}/ivector_online.scp", f"ark,t:{text}"], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        kaldi = read_text_ark(text)
+        assert sorted(kaldi) == sorted(FRAMES)
+        for u, t in FRAMES.items():
+            assert kaldi[u].shape == (num_rows(t, 10), 8)
+            np.testing.assert_allclose(kaldi[u], rows[u], rtol=1e-5, atol=1e-5)  # text output: 7 digits
+    # Switching --compress redoes the jobs (the option is in their .done signature).
+    r = run_sh("--nj", 2, "--speaker-vectors", "true", data, model_dir, plain)
+    assert r.returncode == 0, r.stderr
+    assert "already done" not in open(os.path.join(plain, "log", "extract.1.log")).read()
+    assert all(h[:4] == b"\0BCM" for h in ark_headers(os.path.join(plain, "ivector_online.scp")).values())
+    r = run_sh("--nj", 2, "--speaker-vectors", "true", data, model_dir, plain)
+    assert r.returncode == 0 and "already done" in open(os.path.join(plain, "log", "extract.1.log")).read()

@@ -4,13 +4,14 @@ import os
 import re
 import shlex
 import shutil
+import subprocess
 
 import kaldiio
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import KALDI_REF, REPO, need_kaldi_ref, need_tools, run_cmd
+from conftest import KALDI_REF, REPO, kaldi_compression_bound, need_kaldi_ref, need_tools, run_cmd
 from kaldi_fbank_reference import kaldi_options_to_kwargs, reference_fbank
 from utils_py import audio, datadir, kaldi_io
 from utils_py.fbank import FbankConfig, FbankExtractor
@@ -244,7 +245,12 @@ def test_make_fbank_end_to_end_and_rerun(tmp_path):
     for utt, feats in kaldi_io.iter_matrices(os.path.join(data, "feats.scp")):
         samples, rate = audio.read_audio(wav_scp[utt], utt)
         want = extract(samples, rate, utt)
-        assert np.array_equal(feats, want) and int(num_frames[utt]) == len(want) and feats.shape[1] == 40
+        # Default --compress true: Kaldi's compression, exact up to its quantisation error (the
+        # float32 arithmetic itself is checked exactly with --compress false below and in
+        # test_make_fbank_compress_false_exact_and_kaldi_reads).
+        err = np.abs(feats.astype(np.float64) - want)
+        assert feats.shape == want.shape and (err <= kaldi_compression_bound(want)).all()
+        assert int(num_frames[utt]) == len(want) and feats.shape[1] == 40
         assert len(want) == 1 + (len(samples) - 400) // 160
     outputs = sorted(os.listdir(fbank_dir))
     assert outputs == sorted(f"raw_fbank_train.{j}.{ext}" for j in (1, 2)
@@ -278,7 +284,8 @@ def test_make_fbank_segments_defaults_and_capped_nj(tmp_path):
     datadir.write_table(os.path.join(d, "segments"), segs)
     datadir.write_table(os.path.join(d, "utt2spk"), {u: u.split("-")[0] for u in segs})
     datadir.write_spk2utt(d)
-    p = run_cmd(["bash", MAKE_FBANK, "--nj", "5", "--fbank-config", FBANK_CONF, d])  # 3 utts: 3 jobs
+    # 3 utts: 3 jobs; --compress false: the cuts are checked with exact float equality.
+    p = run_cmd(["bash", MAKE_FBANK, "--nj", "5", "--compress", "false", "--fbank-config", FBANK_CONF, d])
     assert p.returncode == 0, p.stderr
     assert "using 3 jobs" in p.stderr
     assert os.path.isfile(os.path.join(d, "data", "raw_fbank_seg.3.scp")) and os.path.isdir(os.path.join(d, "log"))
@@ -404,3 +411,44 @@ def test_compute_fbank_cli_overrides_and_unknown_option(tmp_path):
     p = run_cmd([script, "--fbank-config", FBANK_CONF, "--num-mel-bin=23", data, ark, str(tmp_path / "g.scp")])
     assert p.returncode == 1 and not os.path.exists(tmp_path / "g.scp")
     assert p.stderr.strip() == f"ERROR (compute_fbank): unknown fbank option --num-mel-bin: {FBANK_CONF} + command line"
+
+
+def test_make_fbank_compress_false_exact_and_kaldi_reads(tmp_path, kaldi_root):
+    """Default: Kaldi compressed matrices ("CM": every utterance has > 8 frames), ~4x smaller, within
+    Kaldi's compression error; --compress false: float32, bit-exact.  Kaldi's copy-feats reads
+    both feats.scp (keys, frames, dim, values).  Switching the option redoes the jobs."""
+    from test_extract import ark_headers
+    from test_kaldi_io import read_text_ark
+    data = make_data_dir(str(tmp_path))
+    fbank_dir = str(tmp_path / "fbank")
+    extract = FbankExtractor(FbankConfig.from_file(FBANK_CONF))
+    wav_scp = datadir.read_table(os.path.join(data, "wav.scp"))
+    want = {u: extract(*audio.read_audio(rx, u), u) for u, rx in wav_scp.items()}
+    copy_feats = os.path.join(kaldi_root, "src", "featbin", "copy-feats")
+    got, sizes = {}, {}
+    for compress in ("true", "false"):
+        p = run_cmd(["bash", MAKE_FBANK, "--nj", "2", "--compress", compress, "--fbank-config", FBANK_CONF,
+                     data, str(tmp_path / "log"), fbank_dir])
+        assert p.returncode == 0, p.stderr
+        logs = "".join(open(tmp_path / "log" / f"make_fbank_train.{j}.log").read() for j in (1, 2))
+        assert "already done" not in logs   # the second run redoes both jobs
+        heads = ark_headers(os.path.join(data, "feats.scp"))
+        assert all(h[:5] == (b"\0BCM " if compress == "true" else b"\0BFM ") for h in heads.values()), heads
+        sizes[compress] = sum(os.path.getsize(os.path.join(fbank_dir, f"raw_fbank_train.{j}.ark")) for j in (1, 2))
+        got[compress] = dict(kaldi_io.iter_matrices(os.path.join(data, "feats.scp")))
+        text = str(tmp_path / f"kaldi_{compress}.txt")
+        k = subprocess.run([copy_feats, f"scp:{data}/feats.scp", f"ark,t:{text}"], capture_output=True, text=True)
+        assert k.returncode == 0, k.stderr
+        kaldi = read_text_ark(text)
+        assert sorted(kaldi) == sorted(want)
+        for u in want:
+            assert kaldi[u].shape == want[u].shape == (len(want[u]), 40)
+            np.testing.assert_allclose(kaldi[u], got[compress][u], rtol=1e-5, atol=1e-4)  # text: 7 digits
+    assert sizes["true"] < 0.3 * sizes["false"]
+    worst = 0.0
+    for u, w in want.items():
+        assert np.array_equal(got["false"][u], w)
+        err = np.abs(got["true"][u].astype(np.float64) - w)
+        assert (err <= kaldi_compression_bound(w)).all(), u
+        worst = max(worst, float(err.max()))
+    assert 0 < worst < 0.01 * max(float(np.ptp(w)) for w in want.values())

@@ -111,3 +111,27 @@ def test_reads_kaldi_uncompressed_archive():
     expected = read_text_ark(os.path.join(ref, "fbank", "fbank40_16k.txt"))
     for key in expected:
         np.testing.assert_allclose(got[key], expected[key], rtol=2e-6, atol=2e-5)
+
+
+def test_matrix_writer_compress_uses_kaldis_automatic_method(tmp_path):
+    """compress=True: > 8 rows -> "CM", <= 8 rows -> "CM2" (Kaldi's kAutomaticMethod); vectors and
+    empty matrices, which Kaldi cannot compress, stay float32; read back within the bound."""
+    from conftest import kaldi_compression_bound
+    rs = np.random.RandomState(1)
+    mats = {"big": rs.randn(50, 40).astype(np.float32) * 3 + 10, "small": rs.randn(8, 5).astype(np.float32),
+            "vec": rs.randn(7).astype(np.float32), "empty": np.zeros((0, 4), np.float32)}
+    with kaldi_io.MatrixWriter(tmp_path / "x.ark", tmp_path / "x.scp", compress=True) as w:
+        for k, m in mats.items():
+            w.write(k, m)
+    heads = {}
+    for line in open(tmp_path / "x.scp"):
+        key, rx = line.split()
+        with open(tmp_path / "x.ark", "rb") as f:
+            f.seek(int(rx.rsplit(":", 1)[1]))
+            heads[key] = f.read(5)
+    assert heads == {"big": b"\0BCM ", "small": b"\0BCM2", "vec": b"\0BFV ", "empty": b"\0BFM "}
+    got = dict(kaldi_io.iter_matrices(str(tmp_path / "x.scp")))
+    for k in ("big", "small"):
+        err = np.abs(got[k].astype(np.float64) - mats[k])
+        assert (err <= kaldi_compression_bound(mats[k])).all() and err.max() > 0, k
+    assert np.array_equal(got["vec"], mats["vec"]) and got["empty"].shape == (0, 4)

@@ -317,8 +317,9 @@ def test_compressed_kaldi_features_train_and_extract(tmp_path):
     assert json.loads((model / "config.json").read_text())["feature_dim"] == 40
 
     out = tmp_path / "iv"
+    # --compress false: the rows are compared with float32 arithmetic on the decoded input.
     p = run_in_process(EXTRACT_PY, ["--task", "all", "--nj", "2", "--period", "10", "--num-threads", "0",  # TF is up
-                                    data, model, out])
+                                    "--compress", "false", data, model, out])
     assert p.returncode == 0, p.stderr
     iv = check_ivector_dir(str(out), data)
     assert len(iv) == 11 and iv.dim == 8
@@ -356,8 +357,9 @@ def test_disk_full_make_fbank_names_the_file_and_rerun_gives_identical_bytes(tmp
     assert make_fbank(data, fbank_dir).returncode == 0
     clean = fbank_outputs(data, fbank_dir)
     remove_fbank_outputs(data, fbank_dir)
-    # ~19 KiB of features per utterance, 2-3 utterances per job: the second one does not fit
-    p = make_fbank(data, fbank_dir, *file_size_limited([], 24))
+    # ~5 KiB of (Kaldi-compressed, the default) features per utterance, 2-3 utterances per job:
+    # the second one does not fit
+    p = make_fbank(data, fbank_dir, *file_size_limited([], 8))
     assert_one_error(p, "make_fbank", "File too large", f"{fbank_dir}/raw_fbank_train.", ".ark", "(log: ")
     assert not os.path.exists(os.path.join(data, "feats.scp"))
     assert not [n for n in os.listdir(fbank_dir) if n.endswith((".scp", ".done"))] and not temp_files(str(tmp_path))
@@ -370,8 +372,9 @@ def test_disk_full_extract_names_the_file_and_rerun_completes(tmp_path, model_di
     from utils_py.ivector_dir import check_ivector_dir
     data = extract_data(tmp_path / "data")
     out = str(tmp_path / "iv")
-    args = [EXTRACT_SH, "--nj", "1", "--period", "1", data, model_dir, out]   # 578 rows x 64 = 148 KB
-    assert_one_error(run(file_size_limited(args, 40)), "extract_unspeech", "job 1 failed", "File too large",
+    # 578 rows x 64, Kaldi-compressed (the default) 1 byte each: 37 KB
+    args = [EXTRACT_SH, "--nj", "1", "--period", "1", data, model_dir, out]
+    assert_one_error(run(file_size_limited(args, 20)), "extract_unspeech", "job 1 failed", "File too large",
                      f"{out}/ivector_online.1.ark", f"(log: {out}/log/extract.1.log)")
     assert not os.path.exists(os.path.join(out, "ivector_online.scp"))
     assert not os.path.exists(os.path.join(out, ".extract.1.done")) and not temp_files(out)

@@ -36,7 +36,9 @@ with ``speaker_vectors``), a ``.extract.JOB.done`` marker per finished job
 (model files, options and input list it was made with), and from
 :func:`finalize` ``ivector_period``, ``final.ie.id`` (the model id),
 ``config.json`` (the model's), ``extract_opts.json``, ``utt_vectors.scp`` and
-last ``ivector_online.scp``.  A rerun redoes only jobs whose marker is missing
+last ``ivector_online.scp``.  With ``compress`` (the step's default, as Kaldi's
+extract_ivectors_online.sh) the rows are Kaldi compressed matrices; ``utt_vectors`` are
+float32 vectors either way.  A rerun redoes only jobs whose marker is missing
 or stale; TensorFlow is not even loaded for the others.
 
 ``fast=True`` runs the conv stack once over the whole (padded) utterance and
@@ -291,9 +293,15 @@ def load_model(model_dir: str):
 
 
 def extractor_options(period=10, padding="repeat", combine_contexts=False, fast=False,
-                      speaker_vectors=False, batch_size=512) -> dict:
+                      speaker_vectors=False, batch_size=512, compress=True) -> dict:
+    """The options a job's output depends on (its ``.done`` signature, ``extract_opts.json``).
+
+    ``compress``: ``ivector_online`` rows as Kaldi compressed matrices (what Kaldi's
+    extract_ivectors_online.sh writes by default); ``utt_vectors`` are Kaldi vectors, which
+    Kaldi cannot compress, and stay float32 either way."""
     return {"period": int(period), "padding": padding, "combine_contexts": bool(combine_contexts),
-            "fast": bool(fast), "speaker_vectors": bool(speaker_vectors), "batch_size": int(batch_size)}
+            "fast": bool(fast), "speaker_vectors": bool(speaker_vectors), "batch_size": int(batch_size),
+            "compress": bool(compress)}
 
 
 def check_inputs(data_dir: str, model_dir: str) -> dict:
@@ -356,7 +364,7 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     vec_writer = (kaldi_io.MatrixWriter(files["vec_ark"], files["vec_scp"])
                   if opts["speaker_vectors"] else None)
     try:
-        with kaldi_io.MatrixWriter(files["ark"], files["scp"]) as writer:
+        with kaldi_io.MatrixWriter(files["ark"], files["scp"], compress=opts["compress"]) as writer:
             for key, rows in ex.extract(kaldi_io.iter_matrices(feats_scp), source=feats_scp):
                 writer.write(key, rows)
                 if vec_writer:

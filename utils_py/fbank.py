@@ -279,11 +279,13 @@ def prepare_data_dir(data_dir: str, config: FbankConfig, nj: int, log=None) -> i
     return nj
 
 
-def _fingerprint(part_dir: str, config: FbankConfig, ark: str) -> str:
-    """Hash of what a job's output depends on: options, output path, the part's tables and the
-    size + mtime of every existing file named in its wav.scp (plain entries and pipe arguments)."""
+def _fingerprint(part_dir: str, config: FbankConfig, ark: str, compress: bool = True) -> str:
+    """Hash of what a job's output depends on: options (``compress`` included), output path, the
+    part's tables and the size + mtime of every existing file named in its wav.scp (plain entries
+    and pipe arguments)."""
     h = hashlib.sha256()
     h.update(config.canonical().encode())
+    h.update(f"--compress={bool(compress)}\n".encode())
     h.update(os.path.abspath(ark).encode())
     for name in ("wav.scp", "segments", "utt2spk"):
         path = os.path.join(part_dir, name)
@@ -299,14 +301,15 @@ def _fingerprint(part_dir: str, config: FbankConfig, ark: str) -> str:
 
 
 def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num_frames: str = None,
-                     done_marker: str = None, log=None) -> bool:
+                     done_marker: str = None, log=None, compress: bool = True) -> bool:
     """Features of every utterance of ``part_dir`` -> ``ark``/``scp`` (+ ``num_frames`` table).
 
-    With ``done_marker``: skip (return False) when the marker says the same
+    ``compress``: Kaldi's compressed matrices (as Kaldi's make_fbank.sh writes by default),
+    else float32.  With ``done_marker``: skip (return False) when the marker says the same
     inputs and options were already done; write it last otherwise.
     """
     log = log or get_logger("compute_fbank")
-    fingerprint = _fingerprint(part_dir, config, ark)
+    fingerprint = _fingerprint(part_dir, config, ark, compress)
     outputs = [p for p in (ark, scp, num_frames) if p]
     if done_marker and os.path.isfile(done_marker) and all(os.path.isfile(p) for p in outputs):
         with open(done_marker, encoding="utf-8") as f:
@@ -321,7 +324,7 @@ def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num
         log.warning(f"--dither={config['dither']:g}: features are random, reruns give other bytes")
     extract = FbankExtractor(config)
     frames = {}
-    with kaldi_io.MatrixWriter(ark, scp) as writer:
+    with kaldi_io.MatrixWriter(ark, scp, compress=compress) as writer:
         for utt, samples, rate, rx in audio.iter_utterances(part_dir, channel=config["channel"]):
             feats = extract(samples, rate, utt, rx)
             writer.write(utt, feats)

@@ -22,6 +22,7 @@ import struct
 
 import kaldiio
 import numpy as np
+from kaldiio.compression_header import kAutomaticMethod
 from kaldiio.matio import write_array
 
 from .fileio import atomic_write, ensure_dir, require_file, with_filename
@@ -158,14 +159,23 @@ def iter_matrices(spec: str):
             raise UnspeechError(f"cannot read ark (truncated or corrupt?){after}: {path} ({e})") from None
 
 
+# Kaldi's default compression (copy-feats --compress=true, CompressedMatrix's kAutomaticMethod):
+# matrices of more than 8 rows as "CM" (per-column 8-bit, kSpeechFeature), others as "CM2"
+# (16-bit, kTwoByteAuto).  kaldiio uses Kaldi's numbering of the enum.
+COMPRESSION_METHOD = kAutomaticMethod
+
+
 class MatrixWriter:
     """Write float32 matrices (or vectors) to ``ark_path`` and an scp of absolute paths.
 
-    The scp appears under its final name only after :meth:`close` (or the end
-    of the ``with`` block) succeeds.
+    ``compress=True`` writes matrices with Kaldi's compression (:data:`COMPRESSION_METHOD`,
+    what ``copy-feats --compress=true`` does); vectors and empty matrices, which Kaldi cannot
+    compress, stay float32.  The scp appears under its final name only after :meth:`close`
+    (or the end of the ``with`` block) succeeds.
     """
 
-    def __init__(self, ark_path: str, scp_path: str):
+    def __init__(self, ark_path: str, scp_path: str, compress: bool = False):
+        self.compress = bool(compress)
         ensure_dir(os.path.dirname(os.path.abspath(ark_path)))
         self.ark_path = os.path.abspath(ark_path)
         self.scp_path = scp_path
@@ -180,7 +190,9 @@ class MatrixWriter:
         try:
             self._ark.write((key + " ").encode("utf-8"))
             offset = self._ark.tell()
-            write_array(self._ark, np.ascontiguousarray(array, dtype=np.float32))
+            array = np.ascontiguousarray(array, dtype=np.float32)
+            method = COMPRESSION_METHOD if self.compress and array.ndim == 2 and array.size else None
+            write_array(self._ark, array, compression_method=method)
         except OSError as e:  # disk full: name the ark
             raise with_filename(e, self.ark_path) from e
         try:
