@@ -134,26 +134,25 @@ def collect(recipe: str, conditions: list, test_sets: list, affix: str, gmm_name
 
 
 def add_bootstrap(recipe: str, rows: list, test_sets: list, data_suffix: str) -> None:
-    """``row["bootstrap"][set]`` of every chain row against the first one, on the utterances' old
-    ids (clustered conditions renamed them: ``data/<set><data-suffix>_unspk/utt_map``)."""
+    """``row["bootstrap"][set]`` of every chain row against the first one, compared on the
+    utterances' original ids (clustered conditions renamed them: ``data/<set><data-suffix>_unspk/utt_map``)."""
     chain = [r for r in rows if "dir" in r]
     if not chain:
         return
-    base = chain[0]
     with tempfile.TemporaryDirectory() as tmp:
-        for i, r in enumerate(chain):
-            r["bootstrap"] = {}
-            for x in test_sets:
-                files, base_files = (hyp_and_ref(os.path.join(row["dir"], f"decode_{x}"), row["wer"][x])
-                                     for row in (r, base))
-                if not files or not base_files:
-                    continue
-                hyp = files[0]
-                utt_map = os.path.join(recipe, "data", f"{x}{data_suffix}_unspk", "utt_map")
-                if r["condition"].endswith(":clustered") and os.path.isfile(utt_map):
-                    new2old = datadir.read_table(utt_map, check_sorted=False)
-                    hyp = rekeyed(hyp, new2old, os.path.join(tmp, f"hyp{i}{x}"))
-                r["bootstrap"][x] = bootstrap(base_files[0], hyp, base_files[1])
+        def scored(i, row, x):  # (hyp, ref) of a row's decode of set x, keyed by the original ids
+            files = hyp_and_ref(os.path.join(row["dir"], f"decode_{x}"), row["wer"][x])
+            utt_map = os.path.join(recipe, "data", f"{x}{data_suffix}_unspk", "utt_map")
+            if not files or not row["condition"].endswith(":clustered") or not os.path.isfile(utt_map):
+                return files
+            new2old = datadir.read_table(utt_map, check_sorted=False)
+            return tuple(rekeyed(f, new2old, os.path.join(tmp, f"{i}.{x}.{n}")) for n, f in enumerate(files))
+
+        for x in test_sets:
+            base = scored(0, chain[0], x)
+            for i, r in enumerate(chain):
+                files = scored(i, r, x)
+                r.setdefault("bootstrap", {})[x] = bootstrap(base[0], files[0], base[1]) if files and base else {}
 
 
 def markdown(rows: list, test_sets: list, corpus: str) -> str:
@@ -168,7 +167,8 @@ def markdown(rows: list, test_sets: list, corpus: str) -> str:
         wers = [r["wer"][x] for x in test_sets]
         cells = [r["label"]] + [f"{w['wer']:.2f}" if w else "—" for w in wers]
         boot = [r.get("bootstrap", {}).get(x) or {} for x in test_sets]
-        cells += [f"{max(0.0, b['ci'][0]):.2f}–{b['ci'][1]:.2f}" if b else "—" for b in boot]   # Kaldi's interval is normal-approximated: clipped at 0
+        # Kaldi's interval is a normal approximation: shown clipped at 0
+        cells += [f"{max(0.0, b['ci'][0]):.2f}–{b['ci'][1]:.2f}" if b else "—" for b in boot]
         cells += [f"{b['p_better']:.0f} %" if b and r["label"] != base else "—" for b in boot]
         cells.append(", ".join(f"{w['errors']}/{w['words']} ({w['ins']}/{w['del']}/{w['sub']})" if w else "—"
                                for w in wers))
