@@ -178,21 +178,20 @@ fi
 if run_stage 8 "MFCC: low-resolution for the GMM, hires for the TDNN (+ clustered-speaker copies)"; then
   need_kaldi
   for d in steps utils; do [ -e $d ] || ln -s "$KALDI_ROOT/egs/wsj/s5/$d" $d; done
+  mfcc_copy() {  # <set> <suffix> <conf>: data/<set><suffix> with Kaldi's MFCC of that conf, once
+    local out=data/$1$2
+    [ -f $out/.done ] && return 0
+    utils/copy_data_dir.sh data/$1 $out
+    steps/make_mfcc.sh --nj $nj --cmd "$train_cmd" --mfcc-config $3 $out exp/make_mfcc/$1$2 mfcc
+    steps/compute_cmvn_stats.sh $out exp/make_mfcc/$1$2 mfcc
+    touch $out/.done
+  }
   lores_sets="train $train_set $test_sets"; [ "$corpus" = tedlium ] && lores_sets=
   for x in $(echo $lores_sets | tr ' ' '\n' | sort -u); do
-    [ -f data/${x}_mfcc/.done ] && continue
-    utils/copy_data_dir.sh data/$x data/${x}_mfcc
-    steps/make_mfcc.sh --nj $nj --cmd "$train_cmd" --mfcc-config $mfcc_conf data/${x}_mfcc exp/make_mfcc/${x} mfcc
-    steps/compute_cmvn_stats.sh data/${x}_mfcc exp/make_mfcc/${x} mfcc
-    touch data/${x}_mfcc/.done
+    mfcc_copy $x _mfcc $mfcc_conf
   done
   for x in $train_set $test_sets; do
-    if [ ! -f data/${x}_hires/.done ]; then
-      utils/copy_data_dir.sh data/$x data/${x}_hires
-      steps/make_mfcc.sh --nj $nj --cmd "$train_cmd" --mfcc-config $mfcc_hires_conf data/${x}_hires exp/make_mfcc/${x}_hires mfcc
-      steps/compute_cmvn_stats.sh data/${x}_hires exp/make_mfcc/${x}_hires mfcc
-      touch data/${x}_hires/.done
-    fi
+    mfcc_copy $x _hires $mfcc_hires_conf
     steps_unspeech/relabel_data_dir.sh data/${x}_hires $model_dir/cluster_$x/utt2spk data/${x}_hires_unspk
   done
 fi
