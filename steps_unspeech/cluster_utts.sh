@@ -72,17 +72,21 @@ if ! mkdir -p "$dir" 2>/dev/null || [ ! -w "$dir" ]; then
 fi
 . "$(dirname "$0")/lock_dir.sh" "$dir"
 
+runner_err=$dir/.cluster.runner.err
 $cmd "$dir/log/cluster.log" \
   "$py" --utt2spk "$utt2spk" --mode "$mode" --half-index "$half_index" \
     --subtract-mean "$subtract_mean" --l2-normalize "$l2_normalize" --pca-dim "$pca_dim" \
     --min-cluster-size "$min_cluster_size" --min-samples "$min_samples" --metric "$metric" \
     --algorithm "$algorithm" --outliers "$outliers" --max-exact "$max_exact" --max-pairs "$max_pairs" \
-    --plot "$plot" --seed "$seed" --num-threads "$num_threads" "$src" "$dir" 2>/dev/null || {
-  # One line: the step's own ERROR line from the log, else where to look.
-  grep -h '^ERROR' "$dir/log/cluster.log" >&2 ||
-    echo "ERROR ($(basename "$0")): clustering failed; see $dir/log/cluster.log" >&2
+    --plot "$plot" --seed "$seed" --num-threads "$num_threads" "$src" "$dir" 2> "$runner_err" || {
+  # One line: the step's own ERROR line from the log, else what the job runner said
+  # (e.g. sbatch/qsub refused the job: then there is no log).
+  grep -hs '^ERROR' "$dir/log/cluster.log" >&2 ||
+    echo "ERROR ($(basename "$0")): clustering failed: $(tr '\n' ' ' < "$runner_err" | sed 's/ *$//')" \
+         "(log: $dir/log/cluster.log)" >&2
   exit 1
 }
+rm -f "$runner_err"
 
 grep -h 'summary: ' "$dir/log/cluster.log" | sed 's/.*summary: /  /'
 if [ "$mode" = cluster ]; then

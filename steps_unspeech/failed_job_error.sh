@@ -6,8 +6,9 @@
 #   e.g. failed_job_error.sh make_fbank exp/make_fbank/train/make_fbank_train.JOB.log 4 $dir/runner.err
 #   -> ERROR (make_fbank): job 3 failed: wav file not found ...: data/x.wav (log: exp/.../make_fbank_train.3.log)
 #
-# A failed job is one whose log ends in "# Ended (code N)" with N != 0 (run.pl,
-# queue.pl, slurm.pl and run_local.sh all write it). Always exits 0.
+# A failed job is one whose log ends in "# Ended (code N)" (run.pl, run_local.sh)
+# or "# Finished at <date> with status N" (queue.pl, slurm.pl) with N != 0.
+# Always exits 0.
 if [ $# -lt 3 ] || [ $# -gt 4 ]; then
   echo "Usage: $0 <step> <log-with-JOB> <nj> [<runner-stderr-file>]" >&2
   exit 1
@@ -15,7 +16,7 @@ fi
 step=$1 log_template=$2 nj=$3 runner_err=${4:-}
 for ((n = 1; n <= nj; n++)); do
   log=${log_template//JOB/$n}
-  grep -q '^# Ended (code [1-9]' "$log" 2>/dev/null || continue
+  grep -qE '^# (Ended \(code [1-9]|Finished at .* with status [1-9])' "$log" 2>/dev/null || continue
   msg=$(grep -h '^ERROR' "$log" | head -n 1)
   [ -n "$msg" ] || msg=$(grep -v '^#' "$log" | grep -v '^[[:space:]]*$' | tail -n 1)
   echo "ERROR ($step): job $n failed: $(printf '%s' "$msg" | sed 's/^ERROR ([^)]*): //') (log: $log)"
