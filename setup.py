@@ -12,7 +12,7 @@ time::
 """
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 TF_CPU = "tensorflow-cpu==2.21.0"
 TF_GPU = "tensorflow[and-cuda]==2.21.0"
@@ -24,7 +24,7 @@ setup(
     description="Unsupervised speech context embeddings for Kaldi recipes",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=["utils_py"],
+    packages=find_packages(include=["utils_py", "utils_py.*"]),
     install_requires=[
         tensorflow,
         "numpy==2.4.6",

@@ -5,7 +5,7 @@ Data: a Gaussian mixture with known labels -- unit-norm random centres (one per
 speaker), lognormal speaker sizes, isotropic noise of norm ``--noise`` (so
 clusters span all dims: the worst case for kd-trees and PCA).
 
-For every size it times ``utils_py.cluster.cluster_vectors`` (the code of
+For every size it times ``utils_py.cluster.pipeline.cluster_vectors`` (the code of
 ``steps_unspeech/cluster_utts.sh``) with the step's defaults (two-stage above
 ``--max-exact``), the exact HDBSCAN for sizes in ``--exact-sizes``, hdbscan's
 own kd-tree algorithm for sizes in ``--library-sizes``, PCA variants for sizes
@@ -30,12 +30,11 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
-from utils_py import datadir  # noqa: E402
-from utils_py.cluster import ClusterOptions, cluster_vectors  # noqa: E402
-from utils_py.scoring import cluster_scores  # noqa: E402
-from utils_py.utt_vectors import write_utt_vectors  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
+from utils_py.cluster.pipeline import ClusterOptions, cluster_vectors  # noqa: E402
+from utils_py.cluster.scoring import cluster_scores  # noqa: E402
+from utils_py.extract.utt_vectors import write_utt_vectors  # noqa: E402
 
 
 def gaussian_mixture(n, k, dim=100, noise=1.0, seed=0):
@@ -102,7 +101,7 @@ def render(results, path):
     lines = [
         "# bench_cluster: HDBSCAN utterance clustering on synthetic 100-d vectors",
         "",
-        "Made by `bench/bench_cluster.py` (`utils_py.cluster.cluster_vectors`, the code of "
+        "Made by `bench/bench_cluster.py` (`utils_py.cluster.pipeline.cluster_vectors`, the code of "
         "`steps_unspeech/cluster_utts.sh`). Data: Gaussian mixture, unit-norm random centres, lognormal "
         "speaker sizes, isotropic noise; ARI against the true labels (outliers count as singletons).",
         "HDBSCAN min_cluster_size 5, min_samples 3; spanning tree by `--algorithm blas` (the default) unless "

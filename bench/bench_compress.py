@@ -18,7 +18,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "bench"))
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 WORK = os.path.join(REPO, "bench", "work", "compress")
@@ -27,7 +26,7 @@ OUT = os.path.join(REPO, "bench", "results", "compress_demo")
 import numpy as np  # noqa: E402
 
 from benchinfo import cpu_description  # noqa: E402
-from utils_py import kaldi_io  # noqa: E402
+from utils_py.kaldi import tables  # noqa: E402
 
 
 def run(cmd, env):
@@ -72,8 +71,8 @@ def main():
         res[name] = r
     diffs = {}
     for table, rel in (("fbank", "data_test/feats.scp"), ("ivector_online", "ivectors_test/ivector_online.scp")):
-        a = kaldi_io.open_scp(os.path.join(WORK, "float32", rel))
-        b = kaldi_io.open_scp(os.path.join(WORK, "compressed", rel))
+        a = tables.open_scp(os.path.join(WORK, "float32", rel))
+        b = tables.open_scp(os.path.join(WORK, "compressed", rel))
         diffs[table] = {"max_abs_diff": float(max(np.abs(a[k] - b[k]).max() for k in a)),
                         "value_range": float(max(np.ptp(a[k]) for k in a))}
     info = {"machine": cpu_description(), "utterances": 192, "nj": 2, "results": res, "read_back": diffs,

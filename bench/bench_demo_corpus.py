@@ -15,14 +15,13 @@ import argparse
 import json
 import os
 import resource
-import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
-from utils_py import demo_corpus, fsdd  # noqa: E402
+from utils_py.corpora import demo  # noqa: E402
+from utils_py.corpora import fsdd  # noqa: E402
 from utils_py.log import get_logger  # noqa: E402
 
 FSDD_ROOT = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd"))
@@ -46,7 +45,7 @@ def timed(fn):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", nargs="+", default=["small"], choices=sorted(demo_corpus.SIZES))
+    p.add_argument("--sizes", nargs="+", default=["small"], choices=sorted(demo.SIZES))
     p.add_argument("--nj", type=int, default=2)
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "bench_demo_corpus"))
     args = p.parse_args()
@@ -55,7 +54,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             d = os.path.join(tmp, size)
-            res, t = timed(lambda: demo_corpus.make_corpus(os.path.join(d, "wav"), os.path.join(d, "data"),
+            res, t = timed(lambda: demo.make_corpus(os.path.join(d, "wav"), os.path.join(d, "data"),
                                                            size=size, seed=1, nj=args.nj, logger=log))
             rows.append({"what": f"demo {size}", "speakers": res["speakers"], **t,
                          "train_minutes": round(res["seconds"]["train"] / 60, 1),

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speed of unspeech extraction (utils_py/extract.py) on this machine.
+"""Speed of unspeech extraction (utils_py/extract/extractor.py) on this machine.
 
 For each model (random weights: speed does not depend on them), exact and
 --fast mode: times real time (100 frames = 1 s of audio), windows/s, achieved
@@ -18,16 +18,14 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from utils_py.extract import Extractor, compare_fast, set_threads  # noqa: E402
+from utils_py.extract.extractor import Extractor, compare_fast, set_threads  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -76,7 +74,7 @@ def utterances(seconds: float, utt_seconds: float, dim: int, seed: int = 0):
 
 
 def bench_model(name, args):
-    from utils_py.model import build_model
+    from utils_py.model.network import build_model
     model = build_model({"feature_dim": 40, "window_length": args.window, "window_neg_length": args.window,
                          "embedding_transformation": name})
     utts = utterances(args.seconds, args.utt_seconds, 40)
@@ -133,11 +131,11 @@ def bench_model(name, args):
 
 def trained_deviation(args) -> dict:
     """compare_fast of a trained model on real features (first 100 utterances)."""
-    from utils_py import kaldi_io
-    from utils_py.model import load_model_dir
+    from utils_py.kaldi import tables
+    from utils_py.model.network import load_model_dir
     model = load_model_dir(args.trained_model)
     utts = []
-    for key, feats in kaldi_io.iter_matrices(args.trained_feats):
+    for key, feats in tables.iter_matrices(args.trained_feats):
         utts.append((key, feats))
         if len(utts) == 100:
             break

@@ -29,13 +29,13 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 import kaldi_native_fbank as knf  # noqa: E402
 import numpy as np  # noqa: E402
 
-from utils_py import audio, datadir  # noqa: E402
-from utils_py.fbank import FbankConfig, FbankExtractor  # noqa: E402
+from utils_py.features import audio  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
+from utils_py.features.fbank import FbankConfig, FbankExtractor  # noqa: E402
 
 DEMO = os.path.join(REPO, "egs", "tedlium", "s5_unspeech", "data", "train")
 FSDD = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd", "recordings"))
@@ -175,8 +175,8 @@ def markdown(report: dict) -> str:
         f"Machine: {m['cpu']}, Python {m['python']}, kaldi-native-fbank {m['kaldi_native_fbank']}. "
         "Single process, one thread, 40-dim fbank (conf/fbank.conf), best of "
         f"{report['repeats']} passes; x real time = audio seconds / CPU seconds of this process "
-        "(wall clock in brackets). Reading = `utils_py.audio.read_audio` (soundfile), "
-        "fbank = `utils_py.fbank.FbankExtractor` (kaldi-native-fbank).", "",
+        "(wall clock in brackets). Reading = `utils_py.features.audio.read_audio` (soundfile), "
+        "fbank = `utils_py.features.fbank.FbankExtractor` (kaldi-native-fbank).", "",
         f"Load: {report['load_note']}", "",
         "| corpus | utts | audio | x real time per core (wall) | read share | fbank only | knf compute only | target |",
         "|---|---|---|---|---|---|---|---|",

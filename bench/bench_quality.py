@@ -37,11 +37,10 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
-from utils_py import datadir  # noqa: E402
-from utils_py.kaldi_io import iter_matrices, merge_scps  # noqa: E402
-from utils_py.utt_vectors import UTT_VECTORS, write_utt_vectors  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
+from utils_py.kaldi.tables import iter_matrices, merge_scps  # noqa: E402
+from utils_py.extract.utt_vectors import UTT_VECTORS, write_utt_vectors  # noqa: E402
 
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 STEPS = os.path.join(REPO, "steps_unspeech")

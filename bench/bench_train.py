@@ -17,16 +17,14 @@ from benchinfo import cpu_description  # noqa: E402  (bench/ is sys.path[0])
 import argparse
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from utils_py import train  # noqa: E402
-from utils_py.model import MODEL_TRANSFORMS  # noqa: E402
+from utils_py.train import loop  # noqa: E402
+from utils_py.model.network import MODEL_TRANSFORMS  # noqa: E402
 
 VARIANTS = {  # name -> (mixed_precision, jit_compile)
     "fp32": (False, False),
@@ -76,12 +74,12 @@ def matmul_flops_per_second(dtype, n=2048, reps=8) -> float:
 
 def bench_step(transform, window, batch, variant, steps, warmup):
     mixed, jit = VARIANTS[variant]
-    cfg = train.default_options()
+    cfg = loop.default_options()
     cfg.update(embedding_transformation=transform, window_length=window, window_neg_length=window,
                batch_size=batch, mixed_precision=mixed, jit_compile=jit, feature_dim=40, steps=10 ** 6)
-    trainer = train.Trainer(cfg)
+    trainer = loop.Trainer(cfg)
     rng = np.random.default_rng(0)
-    n = train.pairs_per_step(cfg)
+    n = loop.pairs_per_step(cfg)
     batch_arrays = (rng.normal(10, 3, (n, window, 40)).astype(np.float32),
                     rng.normal(10, 3, (n, window, 40)).astype(np.float32),
                     (np.arange(n) < n // 2).astype(np.float32))

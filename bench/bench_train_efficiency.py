@@ -25,12 +25,11 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 FSDD = os.path.abspath(os.path.join(REPO, "..", "shared", "data", "fsdd"))
-# test-set scores of every row (from utils_py.cluster.cluster_utts)
+# test-set scores of every row (from utils_py.cluster.pipeline.cluster_utts)
 SCORE_KEYS = ("ari", "nmi", "eer", "num_clusters", "num_outliers", "num_gold_speakers")
 
 
@@ -67,12 +66,12 @@ def prepare(corpus, work):
 
 def score_vectors(vec_dir, data_dir):
     """Cluster the utterance vectors in ``vec_dir`` as the recipe's cluster step does
-    (utils_py.cluster.cluster_utts, default options) and score them against the true
+    (utils_py.cluster.pipeline.cluster_utts, default options) and score them against the true
     speakers of ``data_dir`` (utt2spk.gold or utt2spk): {"ari", "nmi", "eer", "num_clusters", ...}."""
     from bench_quality import gold_file  # same directory
-    from utils_py import cluster
+    from utils_py.cluster import pipeline
     gold = gold_file(os.path.dirname(data_dir), [os.path.basename(data_dir)], os.path.join(vec_dir, "utt2spk.gold"))
-    return cluster.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=gold, plot=False)
+    return pipeline.cluster_utts(vec_dir, os.path.join(vec_dir, "cluster"), gold=gold, plot=False)
 
 
 def unspeech_scores(model, data_dir, out):
@@ -80,13 +79,14 @@ def unspeech_scores(model, data_dir, out):
     (a model dir or a loaded model); the vectors go to ``out``."""
     import numpy as np
 
-    from utils_py import extract, kaldi_io
-    from utils_py.model import load_model_dir
-    from utils_py.utt_vectors import write_utt_vectors
-    ex = extract.Extractor(load_model_dir(model) if isinstance(model, str) else model, period=10)
+    from utils_py.extract import extractor
+    from utils_py.kaldi import tables
+    from utils_py.model.network import load_model_dir
+    from utils_py.extract.utt_vectors import write_utt_vectors
+    ex = extractor.Extractor(load_model_dir(model) if isinstance(model, str) else model, period=10)
     feats = os.path.join(data_dir, "feats.scp")
     keys, vecs = [], []
-    for key, rows in ex.extract(kaldi_io.iter_matrices(feats), feats):
+    for key, rows in ex.extract(tables.iter_matrices(feats), feats):
         keys.append(key)
         vecs.append(np.asarray(rows).mean(axis=0))
     write_utt_vectors(out, keys, np.stack(vecs))
@@ -174,7 +174,7 @@ def write_report(args, rows):
              "Held-out context accuracy: fixed balanced sample (majority 0.5) of adjacent vs. random pairs from "
              "utterances not trained on, of the final model (--final-model of the conf). "
              "ARI / NMI / EER: test-set utterance vectors (mean unspeech row, period 10; baselines: mean, "
-             "mean+std of the fbank frames) through the recipe's cluster step (utils_py.cluster.cluster_utts, "
+             "mean+std of the fbank frames) through the recipe's cluster step (utils_py.cluster.pipeline.cluster_utts, "
              "default options: set-mean subtraction, L2 norm, HDBSCAN min_cluster_size 5 / min_samples 3, "
              "outliers each their own speaker) vs the true speakers; EER of cosine scores of all test "
              "utterance pairs.", ""]

@@ -54,14 +54,13 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
-for _p in (REPO, BENCH):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+if BENCH not in sys.path:  # benchinfo, also when imported by the tests
+    sys.path.insert(0, BENCH)
 
 from benchinfo import cpu_description  # noqa: E402
-from utils_py import datadir  # noqa: E402
-from utils_py.kaldi_io import iter_matrices, scp_shapes  # noqa: E402
-from utils_py.utt_vectors import write_utt_vectors  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
+from utils_py.kaldi.tables import iter_matrices, scp_shapes  # noqa: E402
+from utils_py.extract.utt_vectors import write_utt_vectors  # noqa: E402
 
 STEPS = os.path.join(REPO, "steps_unspeech")
 # Files Kaldi's extract_ivectors_online.sh (and get_ivector_id.sh) read from the extractor dir.
@@ -191,13 +190,13 @@ w0, c0 = mark()
 import tensorflow as tf
 w1, c1 = mark()
 import numpy as np
-from utils_py import extract
-from utils_py.kaldi_io import iter_matrices
+from utils_py.extract import extractor
+from utils_py.kaldi.tables import iter_matrices
 model_dir, period, threads, feats = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-extract.set_threads(threads)
-model = extract.load_model(model_dir)
+extractor.set_threads(threads)
+model = extractor.load_model(model_dir)
 w2, c2 = mark()
-ex = extract.Extractor(model, period=period)
+ex = extractor.Extractor(model, period=period)
 ex.embed_utterance(np.zeros((int(model.config["window_length"]), int(model.config["feature_dim"])), np.float32))
 w3, c3 = mark()
 utts = [(k, np.asarray(m)) for k, m in iter_matrices(feats)]

@@ -15,10 +15,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchinfo import cpu_description  # noqa: E402
-from utils_py import datadir  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

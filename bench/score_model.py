@@ -12,9 +12,7 @@ utt2spk.gold or utt2spk).  One JSON line per model dir on stdout.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from bench_train_efficiency import unspeech_scores  # noqa: E402  (same directory)
@@ -28,8 +26,8 @@ def main(argv=None):
     p.add_argument("model_dirs", nargs="+")
     p.add_argument("--work-dir", default="/tmp/unspeech_score_model", help="vectors and cluster dirs go here")
     args = p.parse_args(argv)
-    from utils_py.model import load_model_dir
-    from utils_py.train import read_checkpoint
+    from utils_py.model.network import load_model_dir
+    from utils_py.train.loop import read_checkpoint
     for model_dir in args.model_dirs:
         model = load_model_dir(model_dir)
         name = os.path.basename(os.path.abspath(model_dir))

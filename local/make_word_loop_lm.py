@@ -4,17 +4,10 @@ and the sentence end equally likely, as the grammar of Kaldi's digit recipes (TI
 local/prepare_lang.sh --lm-order 1 uses it where n-gram counts are too even for
 Kneser-Ney discounting (random digit strings: every n-gram seen many times)."""
 import math
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.fileio import atomic_write_text  # noqa: E402
-from utils_py.log import UnspeechError, run_step  # noqa: E402
+from utils_py.cli import parse_args, step_parser
+from utils_py.fileio import atomic_write_text
+from utils_py.log import UnspeechError, run_step
 
 EPILOG = """Example:
   local/make_word_loop_lm.py data/local/lm/train_text.txt data/local/lm/lm.arpa"""

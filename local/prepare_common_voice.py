@@ -3,15 +3,8 @@
 
 Train and test share speakers (for scoring a clustering of test by speaker) but never a sentence.
 """
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import common_voice
+from utils_py.corpora import common_voice
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import run_step
 

@@ -7,18 +7,12 @@ import concurrent.futures
 import os
 import re
 import subprocess
-import sys
 import unicodedata
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.datadir import c_sorted  # noqa: E402
-from utils_py.fileio import building_dir  # noqa: E402
-from utils_py.log import UnspeechError, get_logger, run_step  # noqa: E402
+from utils_py.cli import parse_args, step_parser
+from utils_py.kaldi.datadir import c_sorted
+from utils_py.fileio import building_dir
+from utils_py.log import UnspeechError, get_logger, run_step
 
 SIL, SPN = "SIL", "SPN"
 SIL_WORD = "!SIL"

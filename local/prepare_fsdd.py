@@ -3,15 +3,8 @@
 
 Each utterance concatenates recordings of ONE speaker (real speech, 8 kHz).
 """
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import fsdd
+from utils_py.corpora import fsdd
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import run_step
 

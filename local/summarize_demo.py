@@ -6,14 +6,9 @@ shown as "(stage N not run)".
 """
 import json
 import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import datadir, kaldi_io
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import UnspeechError, run_step
 
@@ -68,10 +63,10 @@ def hours_of(d: str):
 
 def first_matrix_dim(scp: str) -> int:
     """Columns of the first matrix of an scp (reads just that one)."""
-    key = kaldi_io.scp_keys(scp)[0]
+    key = tables.scp_keys(scp)[0]
     with open(scp, encoding="utf-8") as f:
         rx = f.readline().split(maxsplit=1)[1].strip()
-    mat = kaldi_io.read_matrix(rx, f"matrix of {key} in {scp}")
+    mat = tables.read_matrix(rx, f"matrix of {key} in {scp}")
     return int(mat.shape[-1])
 
 

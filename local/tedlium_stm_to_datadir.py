@@ -1,14 +1,7 @@
 #!/usr/bin/env python3
 """Make a Kaldi data dir from TED-LIUM stm transcripts and sph audio (called by local/prepare_tedlium.sh)."""
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import tedlium
+from utils_py.corpora import tedlium
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import run_step
 

@@ -2,17 +2,10 @@
 """Check that a Kaldi online-ivector dir (ours or Kaldi's) fits a data dir: every
 utterance covered, |T - rows*period| <= period, one dim. Prints a summary, or
 with --print one value for scripts: dim=$(check_ivector_dir.py --print dim DIR DATA)."""
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.ivector_dir import check_ivector_dir  # noqa: E402
-from utils_py.log import run_step  # noqa: E402
+from utils_py.cli import parse_args, step_parser
+from utils_py.kaldi.ivector_dir import check_ivector_dir
+from utils_py.log import run_step
 
 EPILOG = """Examples:
   steps_unspeech/check_ivector_dir.py exp/unspeech/ivectors_test data/test

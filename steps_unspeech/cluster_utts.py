@@ -3,17 +3,10 @@
 given gold speakers, score the clustering and same/different-speaker trials.
 Python side of cluster_utts.sh; writes <out-dir>/{utt2spk,spk2utt,clusters.txt,
 scores.json,embedding_map.png,.done}."""
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py.cli import parse_args, step_parser, str2bool  # noqa: E402
-from utils_py.cluster import ALGORITHMS, METRICS, MODES, OUTLIER_MODES, ClusterOptions, cluster_utts  # noqa: E402
-from utils_py.log import get_logger, run_step  # noqa: E402
+from utils_py.cli import parse_args, step_parser, str2bool
+from utils_py.cluster.pipeline import ALGORITHMS, METRICS, MODES, OUTLIER_MODES, ClusterOptions, cluster_utts
+from utils_py.log import get_logger, run_step
 
 EPILOG = """Input: an extraction dir (utt_vectors.scp if present, else the mean of each
 utterance's ivector_online.scp rows) or an scp/ark of vectors or matrices.

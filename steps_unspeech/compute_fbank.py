@@ -4,15 +4,9 @@
   compute_fbank.py --fbank-config conf/fbank.conf data/train/split4utt/1 \
       fbank/raw_fbank_train.1.ark fbank/raw_fbank_train.1.scp
 """
-import os
 import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import fbank
+from utils_py.features import fbank
 from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.log import UnspeechError, get_logger, run_step
 

@@ -3,17 +3,12 @@
 extract_unspeech.sh, which runs --task prepare, then --task job in parallel, then
 --task finalize).  --task all does the three in one process."""
 import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import datadir, extract  # noqa: E402
-from utils_py.cli import parse_args, step_parser, str2bool  # noqa: E402
-from utils_py.fileio import ensure_dir  # noqa: E402
-from utils_py.log import UnspeechError, get_logger, run_step  # noqa: E402
+from utils_py.kaldi import datadir
+from utils_py.extract import extractor
+from utils_py.cli import parse_args, step_parser, str2bool
+from utils_py.fileio import ensure_dir
+from utils_py.log import UnspeechError, get_logger, run_step
 
 EPILOG = """Example (what extract_unspeech.sh runs):
   extract_unspeech.py --task prepare --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
@@ -30,8 +25,8 @@ def build_parser():
     p.add_argument("--nj", type=int, default=1, help="number of jobs (data dir split by speaker)")
     p.add_argument("--job", type=int, default=None, help="job number 1..nj (--task job)")
     p.add_argument("--period", type=int, default=10, help="frames per output row (ivector_period)")
-    p.add_argument("--padding", choices=extract.PADDINGS, default="repeat",
-                   help="how windows past the last frame are completed (see utils_py/extract.py)")
+    p.add_argument("--padding", choices=extractor.PADDINGS, default="repeat",
+                   help="how windows past the last frame are completed (see utils_py/extract/extractor.py)")
     p.add_argument("--combine-contexts", type=str2bool, default=False,
                    help="append the context tower's embedding (rows of 2x embedding_size)")
     p.add_argument("--speaker-vectors", type=str2bool, default=False,
@@ -59,23 +54,23 @@ def main(argv=None):
     if args.period < 1 or args.batch_size < 1 or args.nj < 1:
         raise UnspeechError("--period, --batch-size and --nj must be >= 1")
     if args.task in ("all", "prepare"):
-        extract.check_inputs(args.data_dir, args.model_dir)
+        extractor.check_inputs(args.data_dir, args.model_dir)
         ensure_dir(args.out_dir)
-        extract.clear_merged(args.out_dir)
+        extractor.clear_merged(args.out_dir)
         parts = datadir.split(args.data_dir, args.nj)
         log.info(f"{args.data_dir}: split into {len(parts)} job(s)")
     if args.task == "job":
         if args.job is None or not 1 <= args.job <= args.nj:
             raise UnspeechError(f"--task job needs --job between 1 and --nj {args.nj}, got {args.job}")
-        extract.run_job(os.path.join(args.data_dir, f"split{args.nj}", str(args.job)), args.model_dir,
+        extractor.run_job(os.path.join(args.data_dir, f"split{args.nj}", str(args.job)), args.model_dir,
                         args.out_dir, args.job, num_threads=args.num_threads, **opts)
     elif args.task == "all":
         for job in range(1, args.nj + 1):
-            extract.run_job(os.path.join(args.data_dir, f"split{args.nj}", str(job)), args.model_dir,
+            extractor.run_job(os.path.join(args.data_dir, f"split{args.nj}", str(job)), args.model_dir,
                             args.out_dir, job, num_threads=args.num_threads, **opts)
     if args.task in ("all", "finalize"):
-        n = extract.finalize(args.data_dir, args.model_dir, args.out_dir, args.nj, **opts)
-        log.info(f"{n} utterances -> {os.path.join(args.out_dir, extract.SCP)}")
+        n = extractor.finalize(args.data_dir, args.model_dir, args.out_dir, args.nj, **opts)
+        log.info(f"{n} utterances -> {os.path.join(args.out_dir, extractor.SCP)}")
     return 0
 
 

@@ -10,15 +10,8 @@
       data/train/utt2num_frames, frame_shift and -- last, atomically -- feats.scp;
       validate the result
 """
-import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import fbank
+from utils_py.features import fbank
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import get_logger, run_step
 

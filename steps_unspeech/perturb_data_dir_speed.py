@@ -3,17 +3,10 @@
 
   perturb_data_dir_speed.py --factors "0.9 1.0 1.1" data/train data/train_sp
 """
-import os
-import sys
-
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 
 from utils_py.cli import parse_args, step_parser
 from utils_py.log import get_logger, run_step
-from utils_py.speed_perturb import perturb_data_dir
+from utils_py.kaldi.speed_perturb import perturb_data_dir
 
 STEP = "perturb_data_dir_speed"
 

@@ -5,16 +5,11 @@ the new speakers, <out-data-dir>/utt_map maps new ids to old ones. With
 --ivector-dir, its ivector_online.scp (and utt_vectors.scp) are re-keyed the same
 way into --ivector-out-dir. Python side of relabel_data_dir.sh."""
 import os
-import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-
-from utils_py import ivector_dir, relabel  # noqa: E402
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.log import UnspeechError, get_logger, run_step  # noqa: E402
+from utils_py.kaldi import ivector_dir
+from utils_py.kaldi import relabel
+from utils_py.cli import parse_args, step_parser
+from utils_py.log import UnspeechError, get_logger, run_step
 
 EPILOG = """Re-keyed: text segments feats.scp utt2num_frames utt2dur utt2uniq utt2lang utt2spk.gold,
 other utt2* files, wav.scp without segments, any other table keyed by exactly the utterances.

@@ -11,15 +11,10 @@ import logging
 import os
 import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from utils_py import train  # noqa: E402
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.fileio import ensure_dir, require_file  # noqa: E402
-from utils_py.log import UnspeechError, error_line, get_logger, run_step  # noqa: E402
+from utils_py.train import loop
+from utils_py.cli import parse_args, step_parser
+from utils_py.fileio import ensure_dir, require_file
+from utils_py.log import UnspeechError, error_line, get_logger, run_step
 
 STEP = "train_unspeech"
 
@@ -37,7 +32,7 @@ def parser():
                "       %(prog)s [options] --filelist <scp-or-ark> <model-dir>")
     p.add_argument("--filelist", default="",
                    help="feature scp or ark to train on instead of <data-dir>/feats.scp")
-    train.add_options(p)
+    loop.add_options(p)
     p.add_argument("dirs", nargs="+", metavar="dir",
                    help="data dir with feats.scp (omit with --filelist) and the output model dir")
     return p
@@ -62,7 +57,7 @@ def main(argv=None):
     log.addHandler(handler)
     log.info(" ".join([os.path.basename(sys.argv[0])] + (sys.argv[1:] if argv is None else list(argv))))
     try:
-        train.run(train.options_of(args), feats, model_dir, log=log)
+        loop.run(loop.options_of(args), feats, model_dir, log=log)
     except UnspeechError as e:
         handler.stream.write(error_line(STEP, e) + "\n")
         raise

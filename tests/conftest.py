@@ -16,8 +16,6 @@ KALDI_INSTALLER = os.path.abspath(os.path.join(REPO, "..", "shared", "tools", "k
 # Where the test run installs ../shared/tools/kaldi when KALDI_ROOT is not set.
 KALDI_TEST_DEST = os.environ.get("UNSPEECH_TEST_KALDI", os.path.expanduser("~/.cache/unspeech/kaldi"))
 
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
 
 
 def need_fsdd():

@@ -1,7 +1,7 @@
 """Independent float64 NumPy implementation of Kaldi's log mel filterbank (for tests only).
 
 Written from the algorithm (Kaldi's documented option meanings), vectorised over
-frames; it shares no code with ``utils_py.fbank`` / kaldi-native-fbank, so the
+frames; it shares no code with ``utils_py.features.fbank`` / kaldi-native-fbank, so the
 two can check each other, and both are checked against real Kaldi outputs.
 
 Usage::

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from conftest import KALDI_REF, REPO, step_env
-from utils_py import datadir, kaldi_io
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
 from utils_py.log import run_step
 
 STEPS = os.path.join(REPO, "steps_unspeech")
@@ -131,7 +132,7 @@ def temp_files(root: str) -> list:
 def write_feats(directory, mats, ark="feats.ark", scp="feats.scp") -> str:
     """Write ``[(key, matrix), ...]`` (in the given order) as ark + scp; return the scp path."""
     directory = str(directory)
-    with kaldi_io.MatrixWriter(os.path.join(directory, ark), os.path.join(directory, scp)) as w:
+    with tables.MatrixWriter(os.path.join(directory, ark), os.path.join(directory, scp)) as w:
         for key, mat in mats:
             w.write(key, np.asarray(mat, np.float32))
     return os.path.join(directory, scp)

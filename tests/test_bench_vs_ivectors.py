@@ -9,9 +9,9 @@ from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import bench_vs_ivectors as bvi  # noqa: E402
-from utils_py import datadir  # noqa: E402
-from utils_py.kaldi_io import MatrixWriter  # noqa: E402
-from utils_py.utt_vectors import read_utt_vectors  # noqa: E402
+from utils_py.kaldi import datadir  # noqa: E402
+from utils_py.kaldi.tables import MatrixWriter  # noqa: E402
+from utils_py.extract.utt_vectors import read_utt_vectors  # noqa: E402
 
 
 def write(path, text):

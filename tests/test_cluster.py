@@ -1,4 +1,4 @@
-"""Utterance clustering: utils_py.cluster, utils_py.utt_vectors, steps_unspeech/cluster_utts.{py,sh}."""
+"""Utterance clustering: utils_py.cluster.pipeline, utils_py.extract.utt_vectors, steps_unspeech/cluster_utts.{py,sh}."""
 import json
 import os
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cmd
 
-from utils_py import datadir
-from utils_py.cluster import ClusterOptions, cluster_utts, cluster_vectors, speaker_ids
-from utils_py.kaldi_io import MatrixWriter
+from utils_py.kaldi import datadir
+from utils_py.cluster.pipeline import ClusterOptions, cluster_utts, cluster_vectors, speaker_ids
+from utils_py.kaldi.tables import MatrixWriter
 from utils_py.log import UnspeechError
-from utils_py.scoring import cluster_scores
-from utils_py.utt_vectors import read_utt_vectors, write_utt_vectors
+from utils_py.cluster.scoring import cluster_scores
+from utils_py.extract.utt_vectors import read_utt_vectors, write_utt_vectors
 
 SH = os.path.join(REPO, "steps_unspeech", "cluster_utts.sh")
 PY = os.path.join(REPO, "steps_unspeech", "cluster_utts.py")
@@ -271,7 +271,7 @@ def _noisy(n=600, k=8, dim=20, noise=1.1, seed=7):
 
 def test_nearest_neighbours_match_sklearn():
     from sklearn.neighbors import NearestNeighbors
-    from utils_py.cluster import nearest_neighbours
+    from utils_py.cluster.pipeline import nearest_neighbours
     X = _noisy(n=500)
     dist, idx = nearest_neighbours(X, 6)
     ref_d, ref_i = NearestNeighbors(n_neighbors=7).fit(X).kneighbors(X)
@@ -283,10 +283,10 @@ def test_nearest_neighbours_match_sklearn():
 def test_mst_weight_equals_hdbscan_exact_mst(monkeypatch, max_contracted):
     """Same total weight as hdbscan's exact MST, also via the all-pairs Boruvka rounds."""
     import hdbscan
-    from utils_py import cluster
-    monkeypatch.setattr(cluster, "_MAX_CONTRACTED", max_contracted)
+    from utils_py.cluster import pipeline
+    monkeypatch.setattr(pipeline, "_MAX_CONTRACTED", max_contracted)
     X = _noisy()
-    mst = cluster.mutual_reachability_mst(X, 3, k=4)
+    mst = pipeline.mutual_reachability_mst(X, 3, k=4)
     ref = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=3, approx_min_span_tree=False,
                           gen_min_span_tree=True).fit(X).minimum_spanning_tree_._mst
     assert mst.shape == ref.shape
@@ -311,7 +311,7 @@ def test_blas_labels_equal_hdbscan_boruvka_on_clustered_data():
 
 
 def prepare_vectors_for_test(X):
-    from utils_py.cluster import prepare_vectors
+    from utils_py.cluster.pipeline import prepare_vectors
     return prepare_vectors(X).astype(np.float64)
 
 

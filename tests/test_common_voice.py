@@ -9,7 +9,10 @@ import sys
 import pytest
 
 from conftest import REPO, need_cv_fa, need_tools, run_cmd, step_env
-from utils_py import audio, common_voice, corpus_prep, datadir
+from utils_py.features import audio
+from utils_py.corpora import common_voice
+from utils_py.corpora import prep
+from utils_py.kaldi import datadir
 from utils_py.log import UnspeechError
 
 PREPARE = os.path.join(REPO, "local", "prepare_common_voice.py")
@@ -72,7 +75,7 @@ def test_speaker_ids_short_stable_and_checked():
 
 def utts_of(spec):
     """spec: {spk: [sentence, ...]} -> Utterances <spk>-<nnnn>."""
-    return [corpus_prep.Utterance(f"{spk}-{i:04d}", spk, f"/x/{spk}{i}.mp3", text, 1.0)
+    return [prep.Utterance(f"{spk}-{i:04d}", spk, f"/x/{spk}{i}.mp3", text, 1.0)
             for spk, texts in spec.items() for i, text in enumerate(texts)]
 
 

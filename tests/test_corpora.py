@@ -10,7 +10,10 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, need_fsdd, need_tools, run_cmd, step_env
-from utils_py import datadir, demo_corpus, fsdd, tedlium
+from utils_py.kaldi import datadir
+from utils_py.corpora import demo
+from utils_py.corpora import fsdd
+from utils_py.corpora import tedlium
 
 MAKE_DEMO = os.path.join(REPO, "local", "make_demo_corpus.py")
 PREPARE_FSDD = os.path.join(REPO, "local", "prepare_fsdd.py")
@@ -28,41 +31,41 @@ VARIANTS = ("m1", "m2", "f1", "f2", "klatt", "m3", "f3", "m4", "f4", "m5")
 
 
 def test_sentences_are_varied_and_use_the_word_list():
-    words = demo_corpus.load_words()
+    words = demo.load_words()
     vocab = {w.lower() for ws in words.values() for entry in ws for w in entry.split("/")}
-    maker = demo_corpus.SentenceMaker(words, np.random.default_rng(3))
+    maker = demo.SentenceMaker(words, np.random.default_rng(3))
     sentences = [maker.sentence() for _ in range(300)]
     assert len(set(sentences)) > 290
     assert all(s[0].isupper() and s[-1] in ".?" for s in sentences)
     function_words = {"the", "a", "an", "my", "your", "our", "this", "that", "her", "his", "will", "did", "said",
                       "was", "very", "and", "why", "does", "every", "there", "is", "please", "before"}
-    text_words = set(demo_corpus.kaldi_text(sentences).split())
+    text_words = set(demo.kaldi_text(sentences).split())
     assert text_words <= vocab | function_words, text_words - vocab - function_words
     assert len(text_words & vocab) > 200     # the grammar reaches most of the list
 
 
 def test_kaldi_text_normalisation():
-    assert demo_corpus.kaldi_text(["Yesterday, Anna found a key.", "Did it work?"]) == \
+    assert demo.kaldi_text(["Yesterday, Anna found a key.", "Did it work?"]) == \
         "yesterday anna found a key did it work"
 
 
 def test_load_words_rejects_bad_lists(tmp_path):
     bad = tmp_path / "words.txt"
     bad.write_text("noun cat dog\n")
-    with pytest.raises(demo_corpus.UnspeechError, match="bad line 1"):
-        demo_corpus.load_words(str(bad))
+    with pytest.raises(demo.UnspeechError, match="bad line 1"):
+        demo.load_words(str(bad))
     bad.write_text("noun cat\nnoun dog\n")
-    with pytest.raises(demo_corpus.UnspeechError, match="at least 2 words"):
-        demo_corpus.load_words(str(bad))
+    with pytest.raises(demo.UnspeechError, match="at least 2 words"):
+        demo.load_words(str(bad))
 
 
-@pytest.mark.parametrize("size", sorted(demo_corpus.SIZES))
+@pytest.mark.parametrize("size", sorted(demo.SIZES))
 def test_plan_speakers_utterances_and_split(size):
     accents, variants = ACCENTS, VARIANTS
     if size in ("medium", "large"):  # more speakers than 3 x 10 voices (the plan runs no espeak-ng)
         variants = tuple(f"v{i}" for i in range(40))
-    cfg = demo_corpus.SIZES[size]
-    speakers, plans = demo_corpus.make_plan(size, 1, accents, variants, demo_corpus.load_words())
+    cfg = demo.SIZES[size]
+    speakers, plans = demo.make_plan(size, 1, accents, variants, demo.load_words())
     assert len(speakers) == cfg.speakers
     assert len({s.voice for s in speakers}) == len(speakers)               # distinct voices
     assert len({s.effects for s in speakers}) == len(speakers)             # each its own channel
@@ -78,28 +81,28 @@ def test_plan_speakers_utterances_and_split(size):
     assert not train & test
     assert len({p.utt for part in plans.values() for p in part}) == sum(len(v) for v in plans.values())
     # determinism and seed dependence
-    again = demo_corpus.make_plan(size, 1, accents, variants, demo_corpus.load_words())
+    again = demo.make_plan(size, 1, accents, variants, demo.load_words())
     assert again == (speakers, plans)
-    other = demo_corpus.make_plan(size, 2, accents, variants, demo_corpus.load_words())
+    other = demo.make_plan(size, 2, accents, variants, demo.load_words())
     assert other[1]["train"][0].sentences != plans["train"][0].sentences
 
 
 def test_small_plan_amount_of_audio():
     """`small` must train in minutes: 15-25 min of train audio (estimated), >= 6 test utts a speaker."""
-    speakers, plans = demo_corpus.make_plan("small", 1, ACCENTS, VARIANTS, demo_corpus.load_words())
+    speakers, plans = demo.make_plan("small", 1, ACCENTS, VARIANTS, demo.load_words())
     assert len(speakers) >= 24
-    est = sum(demo_corpus.estimated_seconds(p.sentences, p.rate) + sum(p.pad_seconds) for p in plans["train"])
+    est = sum(demo.estimated_seconds(p.sentences, p.rate) + sum(p.pad_seconds) for p in plans["train"])
     assert 15 * 60 <= est <= 25 * 60, est / 60
-    assert demo_corpus.SIZES["small"].test_utts >= 6
+    assert demo.SIZES["small"].test_utts >= 6
 
 
 def test_noise_kinds_are_unit_rms_and_seeded():
-    for kind in demo_corpus.NOISE_KINDS:
-        a = demo_corpus.make_noise(kind, 22050, 22050, np.random.default_rng([1, 2]))
-        b = demo_corpus.make_noise(kind, 22050, 22050, np.random.default_rng([1, 2]))
+    for kind in demo.NOISE_KINDS:
+        a = demo.make_noise(kind, 22050, 22050, np.random.default_rng([1, 2]))
+        b = demo.make_noise(kind, 22050, 22050, np.random.default_rng([1, 2]))
         assert np.array_equal(a, b)
         assert abs(np.sqrt(np.mean(a ** 2)) - 1) < 1e-6
-    spec = np.abs(np.fft.rfft(demo_corpus.make_noise("brown", 22050, 22050, np.random.default_rng(0))))
+    spec = np.abs(np.fft.rfft(demo.make_noise("brown", 22050, 22050, np.random.default_rng(0))))
     assert spec[50:500].mean() > 10 * spec[5000:10000].mean()   # low frequencies dominate
 
 
@@ -115,7 +118,7 @@ def tiny_corpus(tmp_path_factory):
 
 
 def test_tiny_corpus_data_dirs(tiny_corpus):
-    cfg = demo_corpus.SIZES["tiny"]
+    cfg = demo.SIZES["tiny"]
     train, test = (tables(str(tiny_corpus / "data" / part)) for part in ("train", "test"))
     for part, t, count in (("train", train, cfg.train_utts), ("test", test, cfg.test_utts)):
         datadir.validate(str(tiny_corpus / "data" / part), need=("wav.scp",))
@@ -127,7 +130,7 @@ def test_tiny_corpus_data_dirs(tiny_corpus):
             info = sf.info(wav)
             assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
             seconds = info.frames / 16000
-            assert demo_corpus.MIN_UTT_SECONDS <= seconds <= demo_corpus.MAX_UTT_SECONDS
+            assert demo.MIN_UTT_SECONDS <= seconds <= demo.MAX_UTT_SECONDS
             assert abs(float(t["utt2dur"][utt]) - seconds) < 1e-3
             assert len(t["text"][utt].split()) >= 3
     assert set(train["spk2utt"]) == set(test["spk2utt"])            # same speakers
@@ -187,9 +190,9 @@ def test_tiny_corpus_is_deterministic_and_resumable(tiny_corpus, tmp_path):
 
 def test_demo_corpus_other_seed_differs(tiny_corpus, tmp_path):
     need_tools("espeak-ng", "sox")
-    speakers, plans = demo_corpus.make_plan("tiny", 2, *demo_corpus.available_voices(), demo_corpus.load_words())
+    speakers, plans = demo.make_plan("tiny", 2, *demo.available_voices(), demo.load_words())
     plan = plans["train"][0]
-    text, n = demo_corpus.synthesize(plan, str(tmp_path / "x.wav"))
+    text, n = demo.synthesize(plan, str(tmp_path / "x.wav"))
     first = tables(str(tiny_corpus / "data" / "train"))
     assert text != first["text"][plan.utt]
     assert n > 3 * 16000

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from utils_py import datadir
+from utils_py.kaldi import datadir
 from utils_py.log import UnspeechError
 
 

@@ -1,5 +1,5 @@
 """Extraction of unspeech embeddings as Kaldi online-ivector dirs
-(utils_py/extract.py, steps_unspeech/extract_unspeech.{sh,py})."""
+(utils_py/extract/extractor.py, steps_unspeech/extract_unspeech.{sh,py})."""
 import json
 import os
 import shutil
@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from conftest import REPO, kaldi_compression_bound, run_cmd, step_env
-from utils_py import datadir, kaldi_io
-from utils_py.extract import (Extractor, compare_fast, num_rows, pad_frames, utterance_windows,
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.extract.extractor import (Extractor, compare_fast, num_rows, pad_frames, utterance_windows,
                               window_starts)
-from utils_py.ivector_dir import check_ivector_dir
-from utils_py.model import build_model, load_model_dir
+from utils_py.kaldi.ivector_dir import check_ivector_dir
+from utils_py.model.network import build_model, load_model_dir
 
 SH = os.path.join(REPO, "steps_unspeech", "extract_unspeech.sh")
 PY = os.path.join(REPO, "steps_unspeech", "extract_unspeech.py")
@@ -36,6 +37,8 @@ def speechlike(frames, seed):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
+    import keras
+    keras.utils.set_random_seed(int(os.environ.get("UNSPEECH_TEST_SEED", "1")))  # an untrained model: fix its weights
     d = str(tmp_path_factory.mktemp("model"))
     build_model(CONFIG).save(d)
     return d
@@ -51,7 +54,7 @@ def make_data(path, frames=FRAMES, dim=40, bad=None):
     os.makedirs(path, exist_ok=True)
     datadir.write_table(os.path.join(path, "utt2spk"), {u: u.split("-")[0] for u in frames})
     datadir.write_spk2utt(path)
-    with kaldi_io.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp")) as w:
+    with tables.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp")) as w:
         for i, u in enumerate(datadir.c_sorted(frames)):
             w.write(u, (bad or {}).get(u, speechlike(frames[u], i)[:, :dim] if dim <= 40 else
                                        np.zeros((frames[u], dim), np.float32)))
@@ -180,7 +183,7 @@ def test_step_output_is_a_kaldi_online_ivector_dir(extracted, model, model_dir):
     data, out, _ = extracted
     got = read_dir(out)
     assert sorted(got) == sorted(FRAMES)
-    feats = dict(kaldi_io.iter_matrices(os.path.join(data, "feats.scp")))
+    feats = dict(tables.iter_matrices(os.path.join(data, "feats.scp")))
     want = {}
     for u, t in FRAMES.items():
         assert got[u].shape == (num_rows(t, 10), 8) and np.isfinite(got[u]).all(), u

@@ -13,8 +13,10 @@ import soundfile as sf
 
 from conftest import KALDI_REF, REPO, kaldi_compression_bound, need_kaldi_ref, need_tools, run_cmd
 from kaldi_fbank_reference import kaldi_options_to_kwargs, reference_fbank
-from utils_py import audio, datadir, kaldi_io
-from utils_py.fbank import FbankConfig, FbankExtractor
+from utils_py.features import audio
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.features.fbank import FbankConfig, FbankExtractor
 from utils_py.log import UnspeechError
 
 MAKE_FBANK = os.path.join(REPO, "steps_unspeech", "make_fbank.sh")
@@ -242,7 +244,7 @@ def test_make_fbank_end_to_end_and_rerun(tmp_path):
     num_frames = datadir.read_table(os.path.join(data, "utt2num_frames"))
     extract = FbankExtractor(FbankConfig.from_file(FBANK_CONF))
     wav_scp = datadir.read_table(os.path.join(data, "wav.scp"))
-    for utt, feats in kaldi_io.iter_matrices(os.path.join(data, "feats.scp")):
+    for utt, feats in tables.iter_matrices(os.path.join(data, "feats.scp")):
         samples, rate = audio.read_audio(wav_scp[utt], utt)
         want = extract(samples, rate, utt)
         # Default --compress true: Kaldi's compression, exact up to its quantisation error (the
@@ -290,7 +292,7 @@ def test_make_fbank_segments_defaults_and_capped_nj(tmp_path):
     assert "using 3 jobs" in p.stderr
     assert os.path.isfile(os.path.join(d, "data", "raw_fbank_seg.3.scp")) and os.path.isdir(os.path.join(d, "log"))
     extract = FbankExtractor(FbankConfig.from_file(FBANK_CONF))
-    feats = dict(kaldi_io.iter_matrices(os.path.join(d, "feats.scp")))
+    feats = dict(tables.iter_matrices(os.path.join(d, "feats.scp")))
     assert np.array_equal(feats["spk1-a"], extract(x[:9600], 8000))
     assert np.array_equal(feats["spk1-b"], extract(x[9600:], 8000))
     assert np.array_equal(feats["spk2-a"], extract(x[4000:16000], 8000))
@@ -405,7 +407,7 @@ def test_compute_fbank_cli_overrides_and_unknown_option(tmp_path):
     p = run_cmd([script, "--fbank-config", FBANK_CONF, "--num-mel-bins=23", "--use-energy=true",
                  "--write-num-frames", "ark,t:" + str(tmp_path / "n"), data, ark, scp])
     assert p.returncode == 0, p.stderr
-    (utt, feats), = kaldi_io.iter_matrices(scp)
+    (utt, feats), = tables.iter_matrices(scp)
     assert utt == "spka-u0" and feats.shape[1] == 24
     assert open(tmp_path / "n").read() == f"spka-u0 {len(feats)}\n"
     p = run_cmd([script, "--fbank-config", FBANK_CONF, "--num-mel-bin=23", data, ark, str(tmp_path / "g.scp")])
@@ -435,7 +437,7 @@ def test_make_fbank_compress_false_exact_and_kaldi_reads(tmp_path, kaldi_root):
         heads = ark_headers(os.path.join(data, "feats.scp"))
         assert all(h[:5] == (b"\0BCM " if compress == "true" else b"\0BFM ") for h in heads.values()), heads
         sizes[compress] = sum(os.path.getsize(os.path.join(fbank_dir, f"raw_fbank_train.{j}.ark")) for j in (1, 2))
-        got[compress] = dict(kaldi_io.iter_matrices(os.path.join(data, "feats.scp")))
+        got[compress] = dict(tables.iter_matrices(os.path.join(data, "feats.scp")))
         text = str(tmp_path / f"kaldi_{compress}.txt")
         k = subprocess.run([copy_feats, f"scp:{data}/feats.scp", f"ark,t:{text}"], capture_output=True, text=True)
         assert k.returncode == 0, k.stderr

@@ -5,13 +5,13 @@ import time
 import numpy as np
 import pytest
 
-from utils_py import kaldi_io
-from utils_py.feats import load_features
+from utils_py.kaldi import tables
+from utils_py.features.feature_set import load_features
 from utils_py.log import UnspeechError
 
 
 def write_feats(path, mats):
-    with kaldi_io.MatrixWriter(str(path) + ".ark", str(path) + ".scp") as w:
+    with tables.MatrixWriter(str(path) + ".ark", str(path) + ".scp") as w:
         for k, m in mats.items():
             w.write(k, m)
     return str(path) + ".scp"

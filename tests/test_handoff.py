@@ -1,5 +1,5 @@
 """The Kaldi chain hand-off (run.sh stage 11, local/chain/run_tdnn.sh) with a real Kaldi
-(conftest.kaldi_root): its pre-flight (local/chain/check_handoff.py, utils_py/handoff.py)
+(conftest.kaldi_root): its pre-flight (local/chain/check_handoff.py, utils_py/kaldi/handoff.py)
 catches broken inputs with one clear ERROR line each before anything of Kaldi's runs, and
 the network config Kaldi gets has the input dims of our features (no ivector input for
 --features none). The end-to-end run with Kaldi training and decoding is
@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 from conftest import RECIPE, REPO, linked_recipe, step_env
-from utils_py import datadir, kaldi_io
-from utils_py.handoff import Handoff, utterance_map
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.kaldi.handoff import Handoff, utterance_map
 from utils_py.log import UnspeechError
 
 PERIOD = 10
@@ -47,7 +48,7 @@ def write_data_dir(path, utts, frames, rx=None):
         datadir.write_table(os.path.join(path, "feats.scp"), rx)
         return
     rng = np.random.RandomState(len(utt2spk))
-    with kaldi_io.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp.tmp")) as w:
+    with tables.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp.tmp")) as w:
         for u in datadir.c_sorted(utt2spk):
             w.write(u, rng.randn(frames[u], FEAT_DIM).astype(np.float32))
     os.replace(os.path.join(path, "feats.scp.tmp"), os.path.join(path, "feats.scp"))
@@ -56,7 +57,7 @@ def write_data_dir(path, utts, frames, rx=None):
 def write_ivector_dir(path, frames, dim=DIM, period=PERIOD, ie_id="abc123", rows=None):
     os.makedirs(path, exist_ok=True)
     rng = np.random.RandomState(1)
-    with kaldi_io.MatrixWriter(os.path.join(path, "ivector_online.ark"), os.path.join(path, "ivector_online.scp")) as w:
+    with tables.MatrixWriter(os.path.join(path, "ivector_online.ark"), os.path.join(path, "ivector_online.scp")) as w:
         for u in datadir.c_sorted(frames):
             n = (rows or {}).get(u, -(-frames[u] // period))
             w.write(u, rng.randn(n, dim).astype(np.float32))
@@ -228,8 +229,8 @@ def _wrong_dim(s):
 def _mixed_dims(s):
     d = os.path.join(s["recipe"], "exp/unspeech/ivectors_train_sp_unspk")
     scp = os.path.join(d, "ivector_online.scp")
-    keys = kaldi_io.scp_keys(scp)
-    with kaldi_io.MatrixWriter(os.path.join(d, "x.ark"), os.path.join(d, "x.scp")) as w:
+    keys = tables.scp_keys(scp)
+    with tables.MatrixWriter(os.path.join(d, "x.ark"), os.path.join(d, "x.scp")) as w:
         w.write(keys[-1], np.zeros((3, DIM + 2), np.float32))
     lines = open(scp).read().splitlines()[:-1] + open(os.path.join(d, "x.scp")).read().splitlines()
     open(scp, "w").write("\n".join(lines) + "\n")

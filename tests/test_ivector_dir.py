@@ -1,5 +1,5 @@
 """Reading Kaldi online-ivector dirs and checking them against data dirs
-(utils_py/ivector_dir.py, steps_unspeech/check_ivector_dir.py, kaldi_io.matrix_shape)."""
+(utils_py/kaldi/ivector_dir.py, steps_unspeech/check_ivector_dir.py, tables.matrix_shape)."""
 import glob
 import os
 import sys
@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import REPO, need_kaldi_ref, run_cmd
-from utils_py import datadir, kaldi_io
-from utils_py.ivector_dir import check_ivector_dir, read_ivector_dir
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.kaldi.ivector_dir import check_ivector_dir, read_ivector_dir
 from utils_py.log import UnspeechError
 
 CHECK = os.path.join(REPO, "steps_unspeech", "check_ivector_dir.py")
@@ -21,7 +22,7 @@ def make_data(path, frames=FRAMES, dim=40):
     os.makedirs(path, exist_ok=True)
     datadir.write_table(os.path.join(path, "utt2spk"), {u: u.split("-")[0] for u in frames})
     datadir.write_spk2utt(path)
-    with kaldi_io.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp")) as w:
+    with tables.MatrixWriter(os.path.join(path, "feats.ark"), os.path.join(path, "feats.scp")) as w:
         for u in datadir.c_sorted(frames):
             w.write(u, np.ones((frames[u], dim), np.float32))
     return path
@@ -29,7 +30,7 @@ def make_data(path, frames=FRAMES, dim=40):
 
 def make_ivectors(path, frames=FRAMES, dim=8, period=10, rows=None, dims=None, skip=()):
     os.makedirs(path, exist_ok=True)
-    with kaldi_io.MatrixWriter(os.path.join(path, "ivector_online.ark"),
+    with tables.MatrixWriter(os.path.join(path, "ivector_online.ark"),
                                os.path.join(path, "ivector_online.scp")) as w:
         for u in datadir.c_sorted(frames):
             if u not in skip:
@@ -100,7 +101,7 @@ def test_matrix_shape_reads_kaldi_written_headers():
             data = f.read()
         for key, mat in kaldiio.load_ark(ark):
             offset = data.index(key.encode() + b" ") + len(key) + 1
-            assert kaldi_io.matrix_shape(f"{ark}:{offset}") == mat.shape, ark
+            assert tables.matrix_shape(f"{ark}:{offset}") == mat.shape, ark
 
 
 def test_kaldi_compressed_ivector_matrix_is_read(tmp_path):

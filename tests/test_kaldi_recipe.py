@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from conftest import RECIPE, kaldi_env, linked_recipe, need_tools
-from utils_py import datadir, kaldi_io
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
 
 CONDITION = "unspeech:clustered"
 EXP = "exp/chain_unspeech_clustered"
@@ -117,7 +118,7 @@ def kaldi(run, command):
 
 
 def ivector_dim(run, ivector_dir):
-    dims = {cols for _, cols in kaldi_io.scp_shapes(path(run, f"{ivector_dir}/ivector_online.scp")).values()}
+    dims = {cols for _, cols in tables.scp_shapes(path(run, f"{ivector_dir}/ivector_online.scp")).values()}
     assert len(dims) == 1, dims
     return dims.pop()
 
@@ -179,7 +180,7 @@ def test_every_eg_carries_a_row_of_our_ivectors(run):
     chunk's first input frame on, into each eg: that row must be one of ours, of that utterance."""
     period = int(read(run, f"{IVECTORS_TRAIN}/ivector_period"))
     left_context = int(read(run, f"{EGS}/info/left_context"))
-    ours = dict(kaldi_io.iter_matrices(path(run, f"{IVECTORS_TRAIN}/ivector_online.scp")))
+    ours = dict(tables.iter_matrices(path(run, f"{IVECTORS_TRAIN}/ivector_online.scp")))
     egs = read_egs(run)
     assert len(egs) > 20
     for key, row in egs.items():

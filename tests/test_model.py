@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from utils_py.log import UnspeechError
-from utils_py.model import (CONFIG_FILE, MODEL_TRANSFORMS, WEIGHTS_FILE, UnspeechModel, build_model,
+from utils_py.model.network import (CONFIG_FILE, MODEL_TRANSFORMS, WEIGHTS_FILE, UnspeechModel, build_model,
                             load_model_dir, min_frames_of)
 
 TINY = {"feature_dim": 16, "window_length": 16, "window_neg_length": 32, "embedding_size": 6,

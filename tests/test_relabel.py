@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from conftest import REPO, run_cmd
 
-from utils_py import datadir, kaldi_io
-from utils_py.kaldi_io import MatrixWriter
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.kaldi.tables import MatrixWriter
 from utils_py.log import UnspeechError
-from utils_py.relabel import relabel_data_dir, relabel_ivector_dir
+from utils_py.kaldi.relabel import relabel_data_dir, relabel_ivector_dir
 
 SH = os.path.join(REPO, "steps_unspeech", "relabel_data_dir.sh")
 UTTS = ["spkA-rec1-0001", "spkA-rec1-0002", "spkB-rec2-0001", "spkB-rec2-0002", "spkB-rec2-0003"]
@@ -90,8 +91,8 @@ def test_round_trip_every_file_consistent(tmp_path, segments):
     assert not os.path.exists(os.path.join(out, "cmvn.scp")) and not os.path.exists(os.path.join(out, "spk2gender"))
     assert "dropped cmvn.scp" in p.stderr and "dropped spk2gender" in p.stderr
     # features read back under the new ids are the old ones
-    new_feats = dict(kaldi_io.iter_matrices(os.path.join(out, "feats.scp")))
-    for key, mat in kaldi_io.iter_matrices(os.path.join(d, "feats.scp")):
+    new_feats = dict(tables.iter_matrices(os.path.join(out, "feats.scp")))
+    for key, mat in tables.iter_matrices(os.path.join(d, "feats.scp")):
         np.testing.assert_array_equal(new_feats[f"{CLUSTERED[key]}-{key}"], mat)
 
 
@@ -105,8 +106,8 @@ def test_ivector_dir_rekeyed_same_arks(tmp_path):
     assert sorted(os.listdir(iv_out)) == ["config.json", "final.ie.id", "ivector_online.scp",
                                           "ivector_period", "utt_vectors.scp"]
     assert open(os.path.join(iv_out, "final.ie.id")).read() == "abc123\n"
-    for key, mat in kaldi_io.iter_matrices(os.path.join(iv_out, "ivector_online.scp")):
-        np.testing.assert_array_equal(mat, kaldi_io.read_matrix(datadir.read_table(
+    for key, mat in tables.iter_matrices(os.path.join(iv_out, "ivector_online.scp")):
+        np.testing.assert_array_equal(mat, tables.read_matrix(datadir.read_table(
             os.path.join(iv, "ivector_online.scp"))[utt_map[key]]))
 
 

@@ -53,7 +53,8 @@ from reliability_helpers import (assert_one_error, blocked_dir, data_dir_of_scp,
                                  file_size_limited, finish, kaldi_compressed_feats, kaldi_decoded, kill_session,
                                  lock_holder, run, run_in_process, start, step, temp_files, tree_bytes,
                                  truncate_tail, wait_until, write_feats)
-from utils_py import datadir, kaldi_io
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
 from utils_py.fileio import dir_lock
 
 MAKE_FBANK = step("make_fbank.sh")
@@ -88,7 +89,7 @@ def train_scp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from utils_py.model import build_model
+    from utils_py.model.network import build_model
     d = str(tmp_path_factory.mktemp("model"))
     build_model(EXTRACT_CONFIG).save(d)
     return d
@@ -304,9 +305,9 @@ def test_compressed_kaldi_features_train_and_extract(tmp_path):
     need_kaldi_ref()
     from test_extract import assert_rows_close
     from test_kaldi_io import read_text_ark
-    from utils_py.extract import Extractor
-    from utils_py.ivector_dir import check_ivector_dir
-    from utils_py.model import load_model_dir
+    from utils_py.extract.extractor import Extractor
+    from utils_py.kaldi.ivector_dir import check_ivector_dir
+    from utils_py.model.network import load_model_dir
     data = data_dir_of_scp(tmp_path / "data", kaldi_compressed_feats())
     model = tmp_path / "model"
     p = run_in_process(TRAIN_PY, [*TINY, "--steps", "3", "--val-fraction", "0.2", "--val-pairs", "10", data, model])
@@ -323,7 +324,7 @@ def test_compressed_kaldi_features_train_and_extract(tmp_path):
     assert p.returncode == 0, p.stderr
     iv = check_ivector_dir(str(out), data)
     assert len(iv) == 11 and iv.dim == 8
-    got = dict(kaldi_io.iter_matrices(str(out / "ivector_online.scp")))
+    got = dict(tables.iter_matrices(str(out / "ivector_online.scp")))
     ex = Extractor(load_model_dir(str(model)), 10, "repeat")
     utts = list(kaldi_compressed_feats())
     want = dict(ex.extract([(u, kaldi_decoded(u, read_text_ark)) for u in utts]))
@@ -369,7 +370,7 @@ def test_disk_full_make_fbank_names_the_file_and_rerun_gives_identical_bytes(tmp
 
 
 def test_disk_full_extract_names_the_file_and_rerun_completes(tmp_path, model_dir):
-    from utils_py.ivector_dir import check_ivector_dir
+    from utils_py.kaldi.ivector_dir import check_ivector_dir
     data = extract_data(tmp_path / "data")
     out = str(tmp_path / "iv")
     # 578 rows x 64, Kaldi-compressed (the default) 1 byte each: 37 KB
@@ -473,7 +474,7 @@ def test_second_make_fbank_on_the_same_data_dir_refuses(tmp_path):
 
 
 def test_second_extract_into_the_same_dir_refuses(tmp_path, model_dir):
-    from utils_py.ivector_dir import check_ivector_dir
+    from utils_py.kaldi.ivector_dir import check_ivector_dir
     data = extract_data(tmp_path / "data")
     out = str(tmp_path / "iv")
     args = [EXTRACT_SH, "--nj", "1", data, model_dir, out]

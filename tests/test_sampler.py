@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from utils_py.feats import FeatureSet
+from utils_py.features.feature_set import FeatureSet
 from utils_py.log import UnspeechError
-from utils_py.sampler import ContextSampler, Prefetcher, chunk_length
+from utils_py.model.sampler import ContextSampler, Prefetcher, chunk_length
 
 
 def coded_feats(lengths, dim=3):

@@ -1,10 +1,10 @@
-"""utils_py.scoring: clustering scores, EER, minDCF, trial sampling."""
+"""utils_py.cluster.scoring: clustering scores, EER, minDCF, trial sampling."""
 import math
 
 import numpy as np
 import pytest
 
-from utils_py import scoring
+from utils_py.cluster import scoring
 
 
 def test_cluster_scores_perfect_and_permutation_invariant():

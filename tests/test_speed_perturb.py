@@ -6,9 +6,9 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO, need_tools, run_cmd
-from utils_py import datadir
+from utils_py.kaldi import datadir
 from utils_py.log import UnspeechError
-from utils_py.speed_perturb import parse_factors, perturb_data_dir, speed_pipe
+from utils_py.kaldi.speed_perturb import parse_factors, perturb_data_dir, speed_pipe
 
 PERTURB = os.path.join(REPO, "steps_unspeech", "perturb_data_dir_speed.sh")
 MAKE_FBANK = os.path.join(REPO, "steps_unspeech", "make_fbank.sh")

@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from conftest import REPO, run_cmd
-from utils_py import datadir, kaldi_io
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
 
 SUMMARIZE = os.path.join(REPO, "local", "summarize_demo.py")
 
@@ -25,7 +26,7 @@ def make_fake_recipe(recipe):
     train = make_set(recipe, "train", ["a-1", "a-2", "b-1", "c-1"])
     test = make_set(recipe, "test", ["a-3", "b-2"], durations=False)
     datadir.write_table(os.path.join(test, "segments"), {"a-3": "talk 0.00 1800.00", "b-2": "talk 1800 3600"})
-    with kaldi_io.MatrixWriter(os.path.join(recipe, "fbank", "raw.ark"), os.path.join(train, "feats.scp")) as w:
+    with tables.MatrixWriter(os.path.join(recipe, "fbank", "raw.ark"), os.path.join(train, "feats.scp")) as w:
         for u in ["a-1", "a-2", "b-1", "c-1"]:
             w.write(u, np.zeros((7, 40), np.float32))
     datadir.write_table(os.path.join(train, "utt2num_frames"), {u: "90000" for u in ["a-1", "a-2", "b-1", "c-1"]})
@@ -35,7 +36,7 @@ def make_fake_recipe(recipe):
     with open(os.path.join(model, "metrics.json"), "w") as f:
         json.dump({"val_accuracy": 0.91234, "step": 3000, "pairs_per_second": 1520.4, "elapsed_hours": 0.1,
                    "history": [{"step": 1}]}, f)
-    with kaldi_io.MatrixWriter(os.path.join(model, "ivectors_train", "ivector_online.1.ark"),
+    with tables.MatrixWriter(os.path.join(model, "ivectors_train", "ivector_online.1.ark"),
                                os.path.join(model, "ivectors_train", "ivector_online.scp")) as w:
         w.write("a-1", np.zeros((3, 100), np.float32))
     with open(os.path.join(model, "ivectors_train", "ivector_period"), "w") as f:

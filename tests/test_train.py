@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cmd, step_env
-from utils_py import kaldi_io
-from utils_py.model import WEIGHTS_FILE, UnspeechModel, load_model_dir
+from utils_py.kaldi import tables
+from utils_py.model.network import WEIGHTS_FILE, UnspeechModel, load_model_dir
 
 TRAIN_PY = os.path.join(REPO, "steps_unspeech", "train_unspeech.py")
 TRAIN_SH = os.path.join(REPO, "steps_unspeech", "train_unspeech.sh")
@@ -28,7 +28,7 @@ def softplus(x):
 
 # ---------------------------------------------------------------- objectives
 def test_pair_loss_value():
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
     loss, acc, chance = obj.pair_loss(np.array([[1.0, 1.0], [1.0, 0.0]], np.float32),
                                       np.array([[1.0, 1.0], [-1.0, 3.0]], np.float32), np.array([1.0, 0.0]))
     # logits 2 and -1: CE = softplus(-2) and softplus(-1)
@@ -43,7 +43,7 @@ C_EMB = np.array([[2.0, 0.0], [1.0, 0.5], [0.0, 1.0], [1.0, 0.0]], np.float32)
 
 
 def test_inbatch_labels_and_mask():
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
     labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
     np.testing.assert_array_equal(labels.numpy(), [[1, 1, 0, 0], [0, 0, 1, 1]])
     np.testing.assert_array_equal(mask.numpy(), np.ones((2, 4)))
@@ -54,7 +54,7 @@ def test_inbatch_labels_and_mask():
 
 
 def test_inbatch_same_utterance_positive():
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
     labels, mask = obj.inbatch_targets(np.array([7, 7]), 2, "positive")  # two chunks of one utterance
     np.testing.assert_array_equal(labels.numpy(), np.ones((2, 4)))
     np.testing.assert_array_equal(mask.numpy(), np.ones((2, 4)))
@@ -79,7 +79,7 @@ def test_inbatch_same_utterance_positive():
 ])
 def test_bad_options_are_named(opts, message):
     from utils_py.log import UnspeechError
-    from utils_py.train import check_options, default_options
+    from utils_py.train.loop import check_options, default_options
     with pytest.raises(UnspeechError) as e:
         check_options(dict(default_options(), **opts))
     assert message in str(e.value)
@@ -87,7 +87,7 @@ def test_bad_options_are_named(opts, message):
 
 def test_resume_accepts_checkpoint_older_than_an_option():
     """A checkpoint written before an option existed resumes when the option keeps its default."""
-    from utils_py.train import _config_diff, _other_options_message, default_options
+    from utils_py.train.loop import _config_diff, _other_options_message, default_options
     old = default_options()
     del old["inbatch_same_utt"]
     assert _config_diff(old, default_options()) == []
@@ -98,7 +98,7 @@ def test_resume_accepts_checkpoint_older_than_an_option():
 
 
 def test_inbatch_softmax_hand_computed():
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
     labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
     loss, acc, chance = obj.inbatch_loss(T_EMB, C_EMB, labels, mask, "softmax")
     # per context: -log softmax over the two targets of its own target's logit
@@ -112,7 +112,7 @@ def test_inbatch_softmax_hand_computed():
 
 
 def test_inbatch_sigmoid_hand_computed():
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
     labels, mask = obj.inbatch_targets(np.array([7, 8]), 2)
     loss, acc, chance = obj.inbatch_loss(T_EMB, C_EMB, labels, mask, "sigmoid")
     pos = [2, 1, 1, 0]       # own pairs: CE = softplus(-x)
@@ -129,7 +129,7 @@ def feats_dir(tmp_path_factory):
     """12 utterances of 3 'speakers', 16-dim smooth features with a speaker offset."""
     d = tmp_path_factory.mktemp("feats")
     rng = np.random.default_rng(0)
-    with kaldi_io.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
+    with tables.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
         for u in range(12):
             walk = np.cumsum(rng.normal(0, 0.3, (90 + 5 * u, 16)), axis=0)
             w.write(f"spk{u % 3}-utt{u:02d}", (walk + 4.0 * (u % 3) + 10).astype(np.float32))
@@ -153,7 +153,7 @@ def test_train_outputs_rerun_and_extend(feats_dir, tmp_path):
         assert (model_dir / f).is_file(), f
     assert any(n.startswith("events.") for n in os.listdir(model_dir / "tb"))
     cfg = json.loads((model_dir / "config.json").read_text())
-    from utils_py.train import OPTIONS
+    from utils_py.train.loop import OPTIONS
     assert cfg["feature_dim"] == 16 and all(name in cfg for name, *_ in OPTIONS)
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["step"] == 6 and 0.0 <= metrics["val_accuracy"] <= 1.0
@@ -221,7 +221,7 @@ def test_inbatch_objective_same_model_class(feats_dir, tmp_path):
 
 
 def test_help_lists_every_option():
-    from utils_py.train import OPTIONS
+    from utils_py.train.loop import OPTIONS
     p = run_cmd([TRAIN_SH, "--help"])
     assert p.returncode == 0
     for name, _, default, _ in OPTIONS:
@@ -231,7 +231,7 @@ def test_help_lists_every_option():
 
 # ---------------------------------------------------------------- bad input
 def write_feats(d, mats):
-    with kaldi_io.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
+    with tables.MatrixWriter(str(d / "feats.ark"), str(d / "feats.scp")) as w:
         for key, m in mats:
             w.write(key, np.asarray(m, np.float32))
     return d / "feats.scp"
@@ -277,18 +277,17 @@ def test_data_dir_without_feats_is_an_error(tmp_path):
 def test_mirrored_strategy_code_path(feats_dir, tmp_path):
     """Two logical CPU devices stand in for two GPUs: the MirroredStrategy step runs and learns."""
     script = f"""
-import sys, json
-sys.path.insert(0, {REPO!r})
+import json
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from utils_py import train
-cfg = train.default_options()
+from utils_py.train import loop
+cfg = loop.default_options()
 cfg.update(embedding_transformation="VggCpu", window_length=16, window_neg_length=16, left_contexts=1,
            right_contexts=1, negative_samples=2, fc_size=16, embedding_size=8, batch_size=4, steps=4,
            log_every=2, checkpoint_every=2, val_pairs=20, val_fraction=0.2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-m = train.run(cfg, {str(feats_dir / 'feats.scp')!r}, {str(tmp_path / 'model')!r}, strategy=strategy)
+m = loop.run(cfg, {str(feats_dir / 'feats.scp')!r}, {str(tmp_path / 'model')!r}, strategy=strategy)
 print(json.dumps({{"step": m["step"], "loss": m["loss"]}}))
 """
     p = subprocess.run([sys.executable, "-c", script], env=step_env(), capture_output=True, text=True)

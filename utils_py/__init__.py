@@ -1,11 +1,18 @@
 """unspeech library: everything the step scripts in ``steps_unspeech/`` compute.
 
-One module per concern:
+Subpackages by concern (each ``__init__`` says what it owns; importing a package
+imports nothing heavy -- TensorFlow is loaded only by ``model``/``train``/``extract``):
 
-- ``log``        -- logging set-up and the one error convention (``UnspeechError``)
-- ``fileio``     -- atomic writes (temp name + rename) and directory checks
-- ``datadir``    -- Kaldi data directories: read, write, sort, validate
-- ``kaldi_io``   -- Kaldi tables (ark/scp) through kaldiio, written atomically
-- ``feats``      -- a whole feats.scp as one float32 array, in memory or memory-mapped
+- ``kaldi``     -- Kaldi's formats: data dirs, tables, online-ivector dirs, relabelling,
+                   speed perturbation, the chain hand-off checks
+- ``features``  -- audio reading, Kaldi-compatible fbank, whole feature sets and their cache
+- ``model``     -- the siamese towers, the training objectives, the window sampler
+- ``train``     -- the training loop: options, checkpoints, resume, outputs
+- ``extract``   -- embeddings of a data dir as an online-ivector dir; one vector per utterance
+- ``cluster``   -- utterance clustering into pseudo-speakers and its scoring
+- ``corpora``   -- corpus preparation: demo (generated), FSDD, TED-LIUM, Common Voice
+
+Shared by all: ``log`` (logging, ``UnspeechError``), ``fileio`` (atomic writes, locks,
+stale temps), ``cli`` (the step scripts' option parsing).
 """
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ import argparse
 import os
 import shlex
 
-from .log import UnspeechError
+from utils_py.log import UnspeechError
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -15,7 +15,7 @@ exception; on an exception the temp file is removed.
 import contextlib
 import os
 
-from .log import UnspeechError
+from utils_py.log import UnspeechError
 
 
 def temp_name(path: str) -> str:

@@ -6,15 +6,10 @@ problem (exit 1), or on success shell assignments for the caller:
 import os
 import sys
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
-
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.fileio import atomic_write  # noqa: E402
-from utils_py.handoff import FEATURES, Handoff  # noqa: E402
-from utils_py.log import UnspeechError, error_line, run_step  # noqa: E402
+from utils_py.cli import parse_args, step_parser
+from utils_py.fileio import atomic_write
+from utils_py.kaldi.handoff import FEATURES, Handoff
+from utils_py.log import UnspeechError, error_line, run_step
 
 STEP = "check_handoff"
 EPILOG = """Example (what run_tdnn.sh runs for --speakers clustered):

@@ -13,18 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
-try:
-    import utils_py  # noqa: F401
-except ImportError:  # run directly, not via path.sh
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__)))))
-
-from utils_py import datadir  # noqa: E402
-from utils_py.cli import parse_args, step_parser  # noqa: E402
-from utils_py.fileio import atomic_write_text  # noqa: E402
-from utils_py.log import UnspeechError, run_step  # noqa: E402
+from utils_py.kaldi import datadir
+from utils_py.cli import parse_args, step_parser
+from utils_py.fileio import atomic_write_text
+from utils_py.log import UnspeechError, run_step
 
 STEP = "compare_wer"
 EPILOG = """Example (what run.sh stage 12 runs):

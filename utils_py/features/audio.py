@@ -6,7 +6,7 @@ sample formats (8/24/32-bit, float) are scaled to the same range.
 
 Usage::
 
-    from utils_py import audio
+    from utils_py.features import audio
 
     for utt, samples, rate, rx in audio.iter_utterances("data/train"):   # wav.scp (+ segments)
         ...
@@ -28,8 +28,8 @@ import subprocess
 import numpy as np
 import soundfile as sf
 
-from . import datadir
-from .log import UnspeechError
+from utils_py.kaldi import datadir
+from utils_py.log import UnspeechError
 
 INT16_SCALE = 32768.0
 MAX_SEGMENT_OVERSHOOT = 0.5  # seconds past the end of a recording that a segment may claim

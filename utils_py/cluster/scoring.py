@@ -20,7 +20,7 @@ gold speaker --
 
 Usage::
 
-    from utils_py import scoring
+    from utils_py.cluster import scoring
 
     scoring.cluster_scores(gold_labels, predicted_labels)   # {"ari": .., "nmi": .., ...}
     i, j = scoring.sample_trials(gold_labels, max_pairs=1_000_000, seed=0)

@@ -17,7 +17,7 @@ speaker / recording ids.  Feature tables (``feats.scp``, ``cmvn.scp``,
 
 Usage::
 
-    from utils_py.speed_perturb import perturb_data_dir
+    from utils_py.kaldi.speed_perturb import perturb_data_dir
     perturb_data_dir("data/train", "data/train_sp", factors=["0.9", "1.0", "1.1"])
 
 Rerunning with the same source is a no-op (existing features of the result are
@@ -27,9 +27,10 @@ import os
 import shlex
 import shutil
 
-from . import audio, datadir
-from .fileio import ensure_dir
-from .log import UnspeechError, get_logger
+from utils_py.features import audio
+from utils_py.kaldi import datadir
+from utils_py.fileio import ensure_dir
+from utils_py.log import UnspeechError, get_logger
 
 UTT_KEYED = ("text", "utt2lang")  # re-keyed, values unchanged
 SEGMENT_FORMAT = ".3f"  # Kaldi writes %.2f; we keep milliseconds, finer than one 10 ms frame

@@ -19,7 +19,7 @@ into place, so it is either complete or absent.
 
 Usage::
 
-    from utils_py.relabel import relabel_data_dir, relabel_ivector_dir
+    from utils_py.kaldi.relabel import relabel_data_dir, relabel_ivector_dir
 
     old2new = relabel_data_dir("data/test", "exp/unspeech/cluster_test/utt2spk", "data/test_unspk")
     relabel_ivector_dir("exp/unspeech/ivectors_test", "exp/unspeech/ivectors_test_unspk", old2new)
@@ -29,9 +29,9 @@ import os
 import re
 import shutil
 
-from . import datadir
-from .fileio import building_dir
-from .log import UnspeechError
+from utils_py.kaldi import datadir
+from utils_py.fileio import building_dir
+from utils_py.log import UnspeechError
 
 UTT_MAP = "utt_map"
 SPEAKER_FILES_DROPPED = datadir.PER_SPK_FILES          # cmvn.scp, spk2gender

@@ -19,12 +19,12 @@ Windows that would run past the last frame are completed by ``padding``:
 
 Usage::
 
-    from utils_py import kaldi_io
-    from utils_py.extract import Extractor, finalize, run_job
-    from utils_py.model import load_model_dir
+    from utils_py.kaldi import tables
+    from utils_py.extract.extractor import Extractor, finalize, run_job
+    from utils_py.model.network import load_model_dir
 
     ex = Extractor(load_model_dir("exp/unspeech"), period=10)
-    for key, rows in ex.extract(kaldi_io.iter_matrices("data/test/feats.scp")):
+    for key, rows in ex.extract(tables.iter_matrices("data/test/feats.scp")):
         ...                                   # rows: (ceil(T/10), 100) float32
 
     # what steps_unspeech/extract_unspeech.sh runs (after datadir.split(data, 2)):
@@ -57,10 +57,11 @@ import os
 
 import numpy as np
 
-from . import datadir, kaldi_io
-from .feats import check_utterance
-from .fileio import atomic_write_text, ensure_dir, read_json_or_none, require_file
-from .log import UnspeechError, get_logger
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.features.feature_set import check_utterance
+from utils_py.fileio import atomic_write_text, ensure_dir, read_json_or_none, require_file
+from utils_py.log import UnspeechError, get_logger
 
 _THREADS_SET = []
 PADDINGS = ("repeat", "zeros", "last-window")
@@ -288,7 +289,7 @@ def load_model(model_dir: str):
     """The model of ``model_dir`` (loaded once per process), clear error when missing."""
     if not os.path.isdir(model_dir):
         raise UnspeechError(f"model directory not found: {model_dir}")
-    from .model import load_model_dir
+    from utils_py.model.network import load_model_dir
     return load_model_dir(model_dir)
 
 
@@ -310,7 +311,7 @@ def check_inputs(data_dir: str, model_dir: str) -> dict:
     Reads only matrix headers: every feats.scp entry must be readable, have at
     least one frame and the model's feature dim.  Errors name the utterance.
     """
-    from .model import WEIGHTS_FILE, read_config
+    from utils_py.model.network import WEIGHTS_FILE, read_config
     if not os.path.isdir(model_dir):
         raise UnspeechError(f"model directory not found: {model_dir}")
     config = read_config(model_dir)
@@ -321,7 +322,7 @@ def check_inputs(data_dir: str, model_dir: str) -> dict:
     datadir.validate(data_dir, need=("feats.scp",))
     feats_scp = os.path.join(data_dir, "feats.scp")
     dim = int(config["feature_dim"])
-    for key, (rows, cols) in kaldi_io.scp_shapes(feats_scp).items():
+    for key, (rows, cols) in tables.scp_shapes(feats_scp).items():
         if rows < 1:
             raise UnspeechError(f"utterance {key} has no frames: {feats_scp}")
         if cols != dim:
@@ -361,11 +362,11 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     ex = Extractor(model, opts["period"], opts["padding"], opts["combine_contexts"], opts["fast"],
                    opts["batch_size"])
     n_utts = n_rows = 0
-    vec_writer = (kaldi_io.MatrixWriter(files["vec_ark"], files["vec_scp"])
+    vec_writer = (tables.MatrixWriter(files["vec_ark"], files["vec_scp"])
                   if opts["speaker_vectors"] else None)
     try:
-        with kaldi_io.MatrixWriter(files["ark"], files["scp"], compress=opts["compress"]) as writer:
-            for key, rows in ex.extract(kaldi_io.iter_matrices(feats_scp), source=feats_scp):
+        with tables.MatrixWriter(files["ark"], files["scp"], compress=opts["compress"]) as writer:
+            for key, rows in ex.extract(tables.iter_matrices(feats_scp), source=feats_scp):
                 writer.write(key, rows)
                 if vec_writer:
                     vec_writer.write(key, rows.mean(axis=0))
@@ -413,7 +414,7 @@ def finalize(data_dir: str, model_dir: str, out_dir: str, nj: int, **opts) -> in
                             f"rerun to redo them: {out_dir}")
     utts = datadir.read_table(os.path.join(data_dir, "utt2spk"))
     scp_parts = [job_files(out_dir, j)["scp"] for j in range(1, nj + 1)]
-    keys = [k for p in scp_parts for k in kaldi_io.scp_keys(p)]
+    keys = [k for p in scp_parts for k in tables.scp_keys(p)]
     if set(keys) != set(utts) or len(keys) != len(utts):
         missing = [u for u in utts if u not in set(keys)]
         first = missing[0] if missing else next(k for k in keys if k not in utts)
@@ -426,11 +427,11 @@ def finalize(data_dir: str, model_dir: str, out_dir: str, nj: int, **opts) -> in
         atomic_write_text(os.path.join(out_dir, "config.json"), f.read())
     atomic_write_text(os.path.join(out_dir, "extract_opts.json"), json.dumps(opts, indent=1, sort_keys=True) + "\n")
     if opts["speaker_vectors"]:
-        kaldi_io.merge_scps([job_files(out_dir, j)["vec_scp"] for j in range(1, nj + 1)],
+        tables.merge_scps([job_files(out_dir, j)["vec_scp"] for j in range(1, nj + 1)],
                             os.path.join(out_dir, UTT_VECTORS))
     elif os.path.exists(os.path.join(out_dir, UTT_VECTORS)):
         os.remove(os.path.join(out_dir, UTT_VECTORS))
-    return kaldi_io.merge_scps(scp_parts, os.path.join(out_dir, SCP))
+    return tables.merge_scps(scp_parts, os.path.join(out_dir, SCP))
 
 
 def _remove_jobs_above(out_dir: str, nj: int) -> None:

@@ -7,12 +7,12 @@ never leaves a complete-looking scp behind.
 
 Usage::
 
-    from utils_py import kaldi_io
+    from utils_py.kaldi import tables
 
-    for utt, mat in kaldi_io.iter_matrices("data/train/feats.scp"):   # or .ark
+    for utt, mat in tables.iter_matrices("data/train/feats.scp"):   # or .ark
         ...
-    feats = kaldi_io.open_scp("data/train/feats.scp")    # lazy dict
-    with kaldi_io.MatrixWriter("fbank/raw.1.ark", "fbank/raw.1.scp") as w:
+    feats = tables.open_scp("data/train/feats.scp")    # lazy dict
+    with tables.MatrixWriter("fbank/raw.1.ark", "fbank/raw.1.scp") as w:
         w.write("utt1", np.zeros((10, 40), np.float32))
 """
 import contextlib
@@ -25,8 +25,8 @@ import numpy as np
 from kaldiio.compression_header import kAutomaticMethod
 from kaldiio.matio import write_array
 
-from .fileio import atomic_write, ensure_dir, require_file, with_filename
-from .log import UnspeechError
+from utils_py.fileio import atomic_write, ensure_dir, require_file, with_filename
+from utils_py.log import UnspeechError
 
 
 def _strip_spec(spec: str):

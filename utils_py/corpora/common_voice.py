@@ -43,7 +43,7 @@ twice with another speaker or sentence it is an error.
 
 Usage::
 
-    from utils_py import common_voice
+    from utils_py.corpora import common_voice
     common_voice.prepare("/data/cv-corpus-17.0/fa", "data", test_fraction=0.15,
                          max_test_per_speaker=20, min_clips_for_test=5, seed=1)
     common_voice.normalise_text("كتابِ من، خوب است!")   # -> 'کتاب من خوب است'
@@ -65,9 +65,10 @@ import zlib
 
 import numpy as np
 
-from . import corpus_prep, datadir
-from .fileio import dir_lock, ensure_dir
-from .log import UnspeechError, get_logger
+from utils_py.corpora import prep
+from utils_py.kaldi import datadir
+from utils_py.fileio import dir_lock, ensure_dir
+from utils_py.log import UnspeechError, get_logger
 
 USED_TSVS = ("validated.tsv", "other.tsv")
 INVALIDATED_TSV = "invalidated.tsv"
@@ -322,7 +323,7 @@ def n_test_clips(n: int, test_fraction: float, max_test: int, min_clips: int) ->
 
 def split_utterances(utts, test_fraction: float = 0.15, max_test_per_speaker: int = 20,
                      min_clips_for_test: int = 5, seed: int = 1) -> dict:
-    """Split :class:`corpus_prep.Utterance` s into ``train`` and ``test`` (see the module doc).
+    """Split :class:`prep.Utterance` s into ``train`` and ``test`` (see the module doc).
 
     Returns ``{"train": [...], "test": [...], "dropped": [...] (train clips whose sentence
     is read in test), "train_only": [speakers left without train clips, made train only]}``.
@@ -388,7 +389,7 @@ def prepare(cv_root: str, data_root: str, test_fraction: float = 0.15, max_test_
     settings = settings_line(cv_root, sample_rate, test_fraction, max_test_per_speaker, min_clips_for_test,
                              seed, speaker_id_chars)
     dirs = {part: os.path.join(data_root, part) for part in ("train", "test")}
-    if corpus_prep.all_done(dirs.values(), settings):
+    if prep.all_done(dirs.values(), settings):
         log.info(f"{dirs['train']} and {dirs['test']} are complete ({settings}); nothing to do")
         return {"skipped": True}
     start = time.time()
@@ -410,7 +411,7 @@ def prepare(cv_root: str, data_root: str, test_fraction: float = 0.15, max_test_
         if utt in seen:
             raise UnspeechError(f"two clips give utterance id {utt}: {seen[utt]} and {clip.path}")
         seen[utt] = clip.path
-        utts.append(corpus_prep.Utterance(utt, spk, wav_command(clip.path, sample_rate), text, secs))
+        utts.append(prep.Utterance(utt, spk, wav_command(clip.path, sample_rate), text, secs))
     if not utts:
         raise UnspeechError(f"no clip of {cv_root} has a transcript left after text normalisation")
     parts = split_utterances(utts, test_fraction, max_test_per_speaker, min_clips_for_test, seed)
@@ -424,7 +425,7 @@ def prepare(cv_root: str, data_root: str, test_fraction: float = 0.15, max_test_
     ensure_dir(data_root)
     with dir_lock(data_root, "prepare_common_voice"):
         for part in ("train", "test"):
-            corpus_prep.write_wav_data_dir(dirs[part], parts[part], settings)
+            prep.write_wav_data_dir(dirs[part], parts[part], settings)
             hours = sum(u.seconds for u in parts[part]) / 3600
             spks = {u.spk for u in parts[part]}
             numbers[part] = {"utterances": len(parts[part]), "speakers": len(spks), "hours": hours}

@@ -2,12 +2,12 @@
 
 ``steps_unspeech/train_unspeech.py`` is the CLI; everything it does is here::
 
-    from utils_py import train
+    from utils_py.train import loop
 
     p = step_parser("...")
-    train.add_options(p)                 # every option with its default (unspeech-64-ted)
+    loop.add_options(p)                 # every option with its default (unspeech-64-ted)
     args = parse_args(p, argv)
-    train.run(train.options_of(args), feats="data/train/feats.scp", model_dir="exp/unspeech")
+    loop.run(loop.options_of(args), feats="data/train/feats.scp", model_dir="exp/unspeech")
 
 Model dir layout: ``config.json`` (every option + ``feature_dim``),
 ``final.weights.npz``, ``metrics.json`` (written last: the "done" marker),
@@ -28,14 +28,14 @@ import time
 
 import numpy as np
 
-from .cli import str2bool
-from .datadir import read_table
-from .feats import load_features
-from .fileio import atomic_write, atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
-from .log import UnspeechError, get_logger
-from .model import (CONFIG_FILE, MODEL_DEFAULTS, MODEL_TRANSFORMS, WEIGHTS_FILE, build_model,
+from utils_py.cli import str2bool
+from utils_py.kaldi.datadir import read_table
+from utils_py.features.feature_set import load_features
+from utils_py.fileio import atomic_write, atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
+from utils_py.log import UnspeechError, get_logger
+from utils_py.model.network import (CONFIG_FILE, MODEL_DEFAULTS, MODEL_TRANSFORMS, WEIGHTS_FILE, build_model,
                     check_model_config, load_weights, save_weights)
-from .sampler import ContextSampler, Prefetcher, chunk_length
+from utils_py.model.sampler import ContextSampler, Prefetcher, chunk_length
 
 METRICS_FILE = "metrics.json"
 OBJECTIVES = ("original", "inbatch")
@@ -223,7 +223,7 @@ class Trainer:
     def __init__(self, cfg, strategy=None):
         import keras
         import tensorflow as tf
-        from . import objectives
+        from utils_py.model import objectives
         self.cfg = cfg
         self.strategy = strategy or choose_strategy()
         self.replicas = self.strategy.num_replicas_in_sync

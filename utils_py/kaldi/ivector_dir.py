@@ -10,7 +10,7 @@ every utterance of the data dir it trains or decodes on, a matrix with
 
 Usage::
 
-    from utils_py.ivector_dir import check_ivector_dir, read_ivector_dir
+    from utils_py.kaldi.ivector_dir import check_ivector_dir, read_ivector_dir
 
     iv = read_ivector_dir("exp/unspeech/ivectors_test")   # headers only, fast
     iv.period, iv.dim, iv.ie_id, iv.shapes["utt1"]         # (rows, dim)
@@ -18,9 +18,10 @@ Usage::
 """
 import os
 
-from . import datadir, kaldi_io
-from .fileio import require_file
-from .log import UnspeechError
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.fileio import require_file
+from utils_py.log import UnspeechError
 
 SCP = "ivector_online.scp"
 PERIOD = "ivector_period"
@@ -67,7 +68,7 @@ def read_ivector_dir(path: str) -> IvectorDir:
     if not os.path.isfile(scp):
         raise UnspeechError(f"no {SCP} (extraction not run or not finished?): {path}")
     period = read_period(path)
-    shapes = kaldi_io.scp_shapes(scp)
+    shapes = tables.scp_shapes(scp)
     if not shapes:
         raise UnspeechError(f"{SCP} is empty: {scp}")
     first_key, (_, dim) = next(iter(shapes.items()))
@@ -89,7 +90,7 @@ def data_dir_frames(data_dir: str) -> dict:
     feats = os.path.join(data_dir, "feats.scp")
     if not os.path.isfile(feats):
         raise UnspeechError(f"no feats.scp in data dir (features not made?): {data_dir}")
-    return {k: rows for k, (rows, _) in kaldi_io.scp_shapes(feats).items()}
+    return {k: rows for k, (rows, _) in tables.scp_shapes(feats).items()}
 
 
 def check_ivector_dir(ivector_dir: str, data_dir: str, dim: int = None, period: int = None) -> IvectorDir:

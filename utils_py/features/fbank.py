@@ -8,7 +8,7 @@ they mean in Kaldi.  The sample rate comes from each wav unless the config sets
 
 Usage::
 
-    from utils_py.fbank import FbankConfig, FbankExtractor
+    from utils_py.features.fbank import FbankConfig, FbankExtractor
 
     config = FbankConfig.from_file("conf/fbank.conf", overrides=["--num-mel-bins=40"])
     extract = FbankExtractor(config)
@@ -28,10 +28,12 @@ from dataclasses import dataclass
 import kaldi_native_fbank as knf
 import numpy as np
 
-from . import audio, datadir, kaldi_io
-from .cli import read_config
-from .fileio import atomic_write_text, remove_stale_temps
-from .log import UnspeechError, get_logger
+from utils_py.features import audio
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.cli import read_config
+from utils_py.fileio import atomic_write_text, remove_stale_temps
+from utils_py.log import UnspeechError, get_logger
 
 WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "sine", "blackman")
 
@@ -324,7 +326,7 @@ def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num
         log.warning(f"--dither={config['dither']:g}: features are random, reruns give other bytes")
     extract = FbankExtractor(config)
     frames = {}
-    with kaldi_io.MatrixWriter(ark, scp, compress=compress) as writer:
+    with tables.MatrixWriter(ark, scp, compress=compress) as writer:
         for utt, samples, rate, rx in audio.iter_utterances(part_dir, channel=config["channel"]):
             feats = extract(samples, rate, utt, rx)
             writer.write(utt, feats)
@@ -357,7 +359,7 @@ def finish_data_dir(data_dir: str, config: FbankConfig, scps, num_frames_files, 
     datadir.write_table(os.path.join(data_dir, "utt2num_frames"), frames)
     atomic_write_text(os.path.join(data_dir, "frame_shift"), f"{config.frame_shift_seconds:g}\n")
     feats_scp = os.path.join(data_dir, "feats.scp")
-    n = kaldi_io.merge_scps(scps, feats_scp)
+    n = tables.merge_scps(scps, feats_scp)
     try:
         datadir.validate(data_dir, need=("feats.scp",))
         if n != len(utt2spk):

@@ -7,7 +7,7 @@ larger than RAM.  Both give the same :class:`FeatureSet` API.
 
 Usage::
 
-    from utils_py.feats import load_features
+    from utils_py.features.feature_set import load_features
 
     fs = load_features("data/train/feats.scp")                     # in memory
     fs = load_features("data/train/feats.scp", cache_dir="exp/cache")  # memmap, built once
@@ -23,9 +23,9 @@ import os
 
 import numpy as np
 
-from .fileio import atomic_write, atomic_write_text, ensure_dir, require_file
-from .kaldi_io import iter_matrices
-from .log import UnspeechError
+from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, require_file
+from utils_py.kaldi.tables import iter_matrices
+from utils_py.log import UnspeechError
 
 _CACHE_VERSION = 1
 

@@ -30,7 +30,7 @@ metric printed in the log and chance the majority-class / random level of it.
 
 Usage::
 
-    from utils_py import objectives as obj
+    from utils_py.model import objectives as obj
 
     loss, acc, chance = obj.pair_loss(t_emb, c_emb, labels)
     labels, mask = obj.inbatch_targets(utts, contexts=4)

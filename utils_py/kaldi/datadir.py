@@ -12,7 +12,7 @@ The rules (as Kaldi's ``utils/validate_data_dir.sh`` enforces them):
 
 Usage::
 
-    from utils_py import datadir
+    from utils_py.kaldi import datadir
 
     utt2spk = datadir.read_table("data/train/utt2spk")     # ordered dict
     datadir.write_table("data/new/utt2spk", utt2spk)       # sorted, atomic
@@ -22,8 +22,8 @@ Usage::
 """
 import os
 
-from .fileio import atomic_write, ensure_dir
-from .log import UnspeechError
+from utils_py.fileio import atomic_write, ensure_dir
+from utils_py.log import UnspeechError
 
 # Files keyed by utterance id that a data dir may hold (wav.scp only without segments).
 PER_UTT_FILES = (

@@ -15,7 +15,7 @@ run continues the exact batch sequence from its step number alone.
 
 Usage::
 
-    from utils_py.sampler import ContextSampler, Prefetcher
+    from utils_py.model.sampler import ContextSampler, Prefetcher
 
     s = ContextSampler(feats, train_utts, window_length=32, window_neg_length=32,
                        left_contexts=2, right_contexts=2, negative_samples=4,
@@ -30,7 +30,7 @@ import threading
 
 import numpy as np
 
-from .log import UnspeechError
+from utils_py.log import UnspeechError
 
 
 def chunk_length(window_length, window_neg_length, left_contexts, right_contexts) -> int:

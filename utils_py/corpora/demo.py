@@ -15,8 +15,8 @@ Everything is drawn from one seeded generator, sox runs with dither off
 (``-D``) and in repeatable mode (``-R``): the same seed gives the same ids,
 texts and wav bytes.  Usage::
 
-    from utils_py import demo_corpus
-    demo_corpus.make_corpus("db/demo", "data", size="small", seed=1, nj=2)
+    from utils_py.corpora import demo
+    demo.make_corpus("db/demo", "data", size="small", seed=1, nj=2)
     # -> db/demo/<spk>/<utt>.wav (16 kHz, 16 bit), data/{train,test}/{wav.scp,text,...}
 """
 import concurrent.futures
@@ -32,16 +32,17 @@ import time
 import numpy as np
 import soundfile as sf
 
-from . import corpus_prep
-from .fileio import atomic_write_text, dir_lock, ensure_dir, temp_name
-from .log import UnspeechError, get_logger
+from utils_py.corpora import prep
+from utils_py.fileio import atomic_write_text, dir_lock, ensure_dir, temp_name
+from utils_py.log import UnspeechError, get_logger
 
 SAMPLE_RATE = 16000
 MIN_UTT_SECONDS = 3.0
 MAX_UTT_SECONDS = 15.0
 # Bump when a change of this module changes the audio or the texts it makes.
 GENERATOR_VERSION = 1
-DEFAULT_WORDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "local", "demo_words.txt")
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_WORDS = os.path.join(_REPO, "local", "demo_words.txt")
 INSTALL_HINT = "install with: apt-get install espeak-ng sox"
 
 # English accents of espeak-ng (those missing from an installation are skipped).
@@ -441,7 +442,7 @@ def make_corpus(wav_dir: str, data_root: str, size: str = "small", seed: int = 1
     """
     log = logger or get_logger("make_demo_corpus")
     settings = settings_line(size, seed)
-    if corpus_prep.all_done([os.path.join(data_root, "train"), os.path.join(data_root, "test")], settings):
+    if prep.all_done([os.path.join(data_root, "train"), os.path.join(data_root, "test")], settings):
         log.info(f"{data_root}/train and {data_root}/test are complete ({settings}); nothing to do")
         return {"skipped": True}
     check_tools()
@@ -453,7 +454,7 @@ def make_corpus(wav_dir: str, data_root: str, size: str = "small", seed: int = 1
     wav_dir = os.path.abspath(wav_dir)
     ensure_dir(wav_dir)
     with dir_lock(wav_dir, "make_demo_corpus"):
-        corpus_prep.claim_wav_dir(wav_dir, settings)
+        prep.claim_wav_dir(wav_dir, settings)
         atomic_write_text(os.path.join(wav_dir, "speakers.txt"), "".join(s.describe() + "\n" for s in speakers))
         for spk in speakers:
             ensure_dir(os.path.join(wav_dir, spk.id))
@@ -475,10 +476,10 @@ def make_corpus(wav_dir: str, data_root: str, size: str = "small", seed: int = 1
                 raise
         seconds = {}  # still under the lock: a second run must not rewrite the data dirs meanwhile
         for part in ("train", "test"):
-            utts = [corpus_prep.Utterance(p.utt, p.speaker.id, path, text, n / SAMPLE_RATE)
+            utts = [prep.Utterance(p.utt, p.speaker.id, path, text, n / SAMPLE_RATE)
                     for part_, p, path, text, n in results.values() if part_ == part]
             d = os.path.join(data_root, part)
-            corpus_prep.write_wav_data_dir(d, utts, settings)
+            prep.write_wav_data_dir(d, utts, settings)
             seconds[part] = sum(u.seconds for u in utts)
             log.info(f"{d}: {len(utts)} utterances, {len(speakers)} speakers, {seconds[part] / 60:.1f} min")
     took = time.time() - start

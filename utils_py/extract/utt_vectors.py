@@ -9,7 +9,7 @@ may be given instead of a directory.
 
 Usage::
 
-    from utils_py.utt_vectors import read_utt_vectors, write_utt_vectors
+    from utils_py.extract.utt_vectors import read_utt_vectors, write_utt_vectors
 
     keys, X, source = read_utt_vectors("exp/unspeech/ivectors_test")    # X: (n, dim) float32
     keys, X, _ = read_utt_vectors("exp/unspeech/ivectors_test", half_index=100)  # first 100 dims
@@ -22,10 +22,10 @@ import os
 
 import numpy as np
 
-from .datadir import c_sorted
-from .fileio import ensure_dir
-from .kaldi_io import MatrixWriter, iter_matrices
-from .log import UnspeechError
+from utils_py.kaldi.datadir import c_sorted
+from utils_py.fileio import ensure_dir
+from utils_py.kaldi.tables import MatrixWriter, iter_matrices
+from utils_py.log import UnspeechError
 
 UTT_VECTORS = "utt_vectors.scp"
 IVECTOR_ONLINE = "ivector_online.scp"

@@ -9,7 +9,7 @@ does it: pronunciation variants ``(2)`` and ``<sil>`` removed, the trailing
 utterance is ``<talk>-<start>-<end>`` in centiseconds, 7 digits each, so
 speaker ids are prefixes of utterance ids.  Usage::
 
-    from utils_py import tedlium
+    from utils_py.corpora import tedlium
     tedlium.stm_to_data_dir("TEDLIUM_release2/dev/stm", "TEDLIUM_release2/dev/sph", "data/dev",
                             sph_reader="sox")
 """
@@ -18,9 +18,10 @@ import os
 import re
 import shutil
 
-from . import corpus_prep, datadir
-from .fileio import atomic_write, ensure_dir
-from .log import UnspeechError, get_logger
+from utils_py.corpora import prep
+from utils_py.kaldi import datadir
+from utils_py.fileio import atomic_write, ensure_dir
+from utils_py.log import UnspeechError, get_logger
 
 IGNORE = "ignore_time_segment_in_scoring"
 STM_HEADER = (';;\n;; LABEL "o" "Overall" "Overall results"\n;; LABEL "f0" "f0" "Wideband channel"\n'
@@ -107,7 +108,7 @@ def stm_to_data_dir(stm_dir: str, sph_dir: str, data_dir: str, sph_reader: str =
                             "or put Kaldi's tools/sph2pipe on PATH")
     settings = (f"prepare_tedlium stm={os.path.abspath(stm_dir)} sph={os.path.abspath(sph_dir)} "
                 f"reader={sph_reader}")
-    if corpus_prep.all_done([data_dir], settings):
+    if prep.all_done([data_dir], settings):
         log.info(f"{data_dir} is complete; nothing to do")
         return {"skipped": True}
     rows = [row for stm in stms for row in read_stm(stm)]
@@ -138,7 +139,7 @@ def stm_to_data_dir(stm_dir: str, sph_dir: str, data_dir: str, sph_reader: str =
             raise UnspeechError(f"audio of talk {talk} not found: {sph}")
         wav_scp[talk] = sph_command(sph, sph_reader)
     ensure_dir(data_dir)
-    corpus_prep.clear_done(data_dir)
+    prep.clear_done(data_dir)
     datadir.write_table(os.path.join(data_dir, "wav.scp"), wav_scp)
     datadir.write_table(os.path.join(data_dir, "reco2file_and_channel"), {t: f"{t} A" for t in talks})
     datadir.write_table(os.path.join(data_dir, "segments"), segments)
@@ -151,7 +152,7 @@ def stm_to_data_dir(stm_dir: str, sph_dir: str, data_dir: str, sph_reader: str =
     with atomic_write(os.path.join(data_dir, "glm")) as f:
         f.write(EMPTY_GLM)
     datadir.validate(data_dir, need=("wav.scp", "segments", "text"))
-    corpus_prep.mark_done(data_dir, settings)
+    prep.mark_done(data_dir, settings)
     hours = sum(float(v.split()[2]) - float(v.split()[1]) for v in segments.values()) / 3600
     skipped = ", ".join(f"{n} {why}" for why, n in dropped.items() if n)
     log.info(f"{data_dir}: {len(text)} segments, {len(talks)} talks, {hours:.2f} h"

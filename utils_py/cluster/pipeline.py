@@ -25,7 +25,7 @@ no cluster found -> every utterance its own speaker (with either ``outliers``).
 
 Usage::
 
-    from utils_py.cluster import ClusterOptions, cluster_vectors, speaker_ids
+    from utils_py.cluster.pipeline import ClusterOptions, cluster_vectors, speaker_ids
 
     opts = ClusterOptions(min_cluster_size=5, min_samples=3, outliers="own")
     result = cluster_vectors(X, opts)               # X: (n, dim) float32
@@ -40,10 +40,11 @@ import time
 
 import numpy as np
 
-from . import datadir, scoring
-from .fileio import atomic_write, atomic_write_text, ensure_dir, read_json_or_none, require_file
-from .log import UnspeechError
-from .utt_vectors import read_utt_vectors, vector_source
+from utils_py.kaldi import datadir
+from utils_py.cluster import scoring
+from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, read_json_or_none, require_file
+from utils_py.log import UnspeechError
+from utils_py.extract.utt_vectors import read_utt_vectors, vector_source
 
 METRICS = ("euclidean", "manhattan", "chebyshev")   # what boruvka_kdtree supports
 ALGORITHMS = ("blas", "boruvka_kdtree")

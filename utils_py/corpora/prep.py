@@ -4,19 +4,19 @@ A prepared data dir ends with ``<dir>/.done`` holding one settings line (what
 made it and with which options).  A rerun with the same settings finds it and
 does nothing; other settings give a clear error instead of mixing two corpora::
 
-    from utils_py import corpus_prep
+    from utils_py.corpora import prep
 
     settings = "prepare_fsdd digits-per-utt=10 seed=1"
-    if corpus_prep.all_done(["data/train", "data/test"], settings):
+    if prep.all_done(["data/train", "data/test"], settings):
         return                                       # nothing to do
-    corpus_prep.write_wav_data_dir("data/train", utterances, settings)
+    prep.write_wav_data_dir("data/train", utterances, settings)
 """
 import dataclasses
 import os
 
-from . import datadir
-from .fileio import atomic_write_text, ensure_dir
-from .log import UnspeechError
+from utils_py.kaldi import datadir
+from utils_py.fileio import atomic_write_text, ensure_dir
+from utils_py.log import UnspeechError
 
 DONE = ".done"
 

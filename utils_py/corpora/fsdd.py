@@ -11,7 +11,7 @@ Each speaker's recordings are shuffled (seeded) and split into disjoint
 train and test sets; utterances are ``<speaker>-<nnnn>``, their text the digit
 words, e.g. ``seven three zero ...``.  The wavs keep FSDD's 8 kHz (16 bit)::
 
-    from utils_py import fsdd
+    from utils_py.corpora import fsdd
     fsdd.prepare("/data/fsdd", "data", wav_dir="db/fsdd", digits_per_utt=10, test_fraction=0.2)
 """
 import os
@@ -20,9 +20,9 @@ import re
 import numpy as np
 import soundfile as sf
 
-from . import corpus_prep
-from .fileio import atomic_write, dir_lock, ensure_dir
-from .log import UnspeechError, get_logger
+from utils_py.corpora import prep
+from utils_py.fileio import atomic_write, dir_lock, ensure_dir
+from utils_py.log import UnspeechError, get_logger
 
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 RECORDING_RE = re.compile(r"^([0-9])_([A-Za-z0-9]+)_([0-9]+)\.wav$")
@@ -136,7 +136,7 @@ def prepare(fsdd_root: str, data_root: str, wav_dir: str = None, digits_per_utt:
     settings = (f"prepare_fsdd root={os.path.abspath(fsdd_root)} digits-per-utt={digits_per_utt} "
                 f"test-fraction={test_fraction} min-seconds={min_seconds} gap={gap_seconds} seed={seed}")
     dirs = [os.path.join(data_root, "train"), os.path.join(data_root, "test")]
-    if corpus_prep.all_done(dirs, settings):
+    if prep.all_done(dirs, settings):
         log.info(f"{dirs[0]} and {dirs[1]} are complete ({settings}); nothing to do")
         return {"skipped": True}
     by_spk = find_recordings(fsdd_root)
@@ -144,7 +144,7 @@ def prepare(fsdd_root: str, data_root: str, wav_dir: str = None, digits_per_utt:
     ensure_dir(wav_dir)
     numbers = {"skipped": False}
     with dir_lock(wav_dir, "prepare_fsdd"):
-        corpus_prep.claim_wav_dir(wav_dir, settings)
+        prep.claim_wav_dir(wav_dir, settings)
         speakers = sorted(by_spk)
         for part, d in zip(("train", "test"), dirs):
             utts = []
@@ -153,8 +153,8 @@ def prepare(fsdd_root: str, data_root: str, wav_dir: str = None, digits_per_utt:
                 seed_of_utt = (seed, speakers.index(spk), int(utt.rsplit("-", 1)[1]))
                 n = write_utterance(path, group, gap_seconds, seed_of_utt)
                 text = " ".join(DIGIT_WORDS[rec[0]] for rec in group)
-                utts.append(corpus_prep.Utterance(utt, spk, path, text, n / group[0][4]))
-            corpus_prep.write_wav_data_dir(d, utts, settings)
+                utts.append(prep.Utterance(utt, spk, path, text, n / group[0][4]))
+            prep.write_wav_data_dir(d, utts, settings)
             hours = sum(u.seconds for u in utts) / 3600
             digits = sum(len(g) for _, _, g in parts[part])
             log.info(f"{d}: {len(utts)} utterances ({digits} digits), {len(speakers)} speakers, {hours:.2f} h")

@@ -16,7 +16,7 @@ and report every problem as one clear line saying what to do:
 
 Usage::
 
-    from utils_py.handoff import Handoff
+    from utils_py.kaldi.handoff import Handoff
 
     h = Handoff(kaldi_root=os.environ.get("KALDI_ROOT"), features="unspeech")
     h.check_gmm(gmm_dir, ali_dir, lores_train_dir, lang_dir)
@@ -26,9 +26,10 @@ Usage::
 """
 import os
 
-from . import datadir, kaldi_io
-from .ivector_dir import check_ivector_dir, data_dir_frames
-from .log import UnspeechError
+from utils_py.kaldi import datadir
+from utils_py.kaldi import tables
+from utils_py.kaldi.ivector_dir import check_ivector_dir, data_dir_frames
+from utils_py.log import UnspeechError
 
 # Compiled Kaldi programs the chain recipe calls (directly or through Kaldi's scripts), by src/ dir.
 KALDI_BINARIES = {
@@ -161,7 +162,7 @@ class Handoff:
         for data_dir, ivector_dir in pairs:
             try:
                 datadir.validate(data_dir, need=("feats.scp",))
-                dims = {cols for _, cols in kaldi_io.scp_shapes(os.path.join(data_dir, "feats.scp")).values()}
+                dims = {cols for _, cols in tables.scp_shapes(os.path.join(data_dir, "feats.scp")).values()}
                 if len(dims) != 1 or (info["feat_dim"] not in (None, *dims)):
                     self.problem(f"features of mixed dims {sorted(dims | {info['feat_dim']} - {None})}: "
                                  f"{data_dir}/feats.scp")

@@ -9,7 +9,7 @@ the original unspeech); the heads are always separate.
 
 Usage::
 
-    from utils_py.model import build_model, load_model_dir
+    from utils_py.model.network import build_model, load_model_dir
 
     m = build_model({"feature_dim": 40, "window_length": 32, "window_neg_length": 32,
                      "embedding_transformation": "Vgg16"})   # missing keys: MODEL_DEFAULTS
@@ -32,8 +32,8 @@ import os
 
 import numpy as np
 
-from .fileio import atomic_write, atomic_write_text, require_file
-from .log import UnspeechError
+from utils_py.fileio import atomic_write, atomic_write_text, require_file
+from utils_py.log import UnspeechError
 
 # TensorFlow/Keras 3 are imported on first use (_load_tf), so that option
 # parsing, --help and input checks of the steps do not pay for the import.
@@ -51,7 +51,7 @@ MODEL_TRANSFORMS = {
     "Resnet": ("resnet", [16, 32, 64, 128]),
 }
 
-# Options of the model itself (the unspeech-64-ted settings); training options live in utils_py.train.
+# Options of the model itself (the unspeech-64-ted settings); training options live in utils_py.train.loop.
 MODEL_DEFAULTS = {
     "window_length": 64,
     "window_neg_length": 64,
