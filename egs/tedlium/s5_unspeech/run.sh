@@ -153,7 +153,7 @@ if run_stage 5 "cluster utterances by context"; then
   for x in $train_set $test_sets; do
     gold=none
     [ -f data/$x/utt2spk.gold ] && gold=data/$x/utt2spk.gold
-    steps_unspeech/cluster_utts.sh --utt2spk $gold $model_dir/ivectors_$x $model_dir/cluster_$x
+    steps_unspeech/cluster_utts.sh --cmd "$train_cmd" --utt2spk $gold $model_dir/ivectors_$x $model_dir/cluster_$x
   done
 fi
 
