@@ -3,7 +3,7 @@
 utterance covered, |T - rows*period| <= period, one dim. Prints a summary, or
 with --print one value for scripts: dim=$(check_ivector_dir.py --print dim DIR DATA)."""
 
-from utils_py.cli import parse_args, step_parser
+from utils_py.cli import parse_args, positive_int, step_parser
 from utils_py.kaldi.ivector_dir import check_ivector_dir
 from utils_py.log import run_step
 
@@ -14,8 +14,8 @@ EPILOG = """Examples:
 
 def build_parser():
     p = step_parser(__doc__, EPILOG)
-    p.add_argument("--dim", type=int, default=None, help="required embedding dim (default: any, but one)")
-    p.add_argument("--period", type=int, default=None, help="required ivector_period (default: any)")
+    p.add_argument("--dim", type=positive_int, default=None, help="required embedding dim (default: any, but one)")
+    p.add_argument("--period", type=positive_int, default=None, help="required ivector_period (default: any)")
     p.add_argument("--print", dest="what", choices=("summary", "dim", "period", "id"), default="summary",
                    help="what to print on stdout when the check passes")
     p.add_argument("ivector_dir", help="online-ivector dir (ivector_online.scp, ivector_period)")

@@ -6,7 +6,7 @@ import os
 
 from utils_py.kaldi import datadir
 from utils_py.extract import extractor
-from utils_py.cli import parse_args, step_parser, str2bool
+from utils_py.cli import nonneg_int, parse_args, positive_int, step_parser, str2bool
 from utils_py.fileio import ensure_dir
 from utils_py.log import UnspeechError, get_logger, run_step
 
@@ -15,16 +15,17 @@ EPILOG = """Example (what extract_unspeech.sh runs):
   extract_unspeech.py --task job --job 1 --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
   extract_unspeech.py --task finalize --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
 Options that change the output (period, padding, combine-contexts, fast,
-speaker-vectors, batch-size, compress) must be the same for all three tasks."""
+speaker-vectors, batch-size, compress) must be the same for all three tasks.
+--config FILE: --name=value lines of these options (Kaldi's --config)."""
 
 
 def build_parser():
     p = step_parser(__doc__, EPILOG)
     p.add_argument("--task", choices=("all", "prepare", "job", "finalize"), default="all",
                    help="prepare: check inputs, split the data dir; job: one job; finalize: merge")
-    p.add_argument("--nj", type=int, default=1, help="number of jobs (data dir split by speaker)")
-    p.add_argument("--job", type=int, default=None, help="job number 1..nj (--task job)")
-    p.add_argument("--period", type=int, default=10, help="frames per output row (ivector_period)")
+    p.add_argument("--nj", type=positive_int, default=1, help="number of jobs (data dir split by speaker)")
+    p.add_argument("--job", type=positive_int, default=None, help="job number 1..nj (--task job)")
+    p.add_argument("--period", type=positive_int, default=10, help="frames per output row (ivector_period)")
     p.add_argument("--padding", choices=extractor.PADDINGS, default="repeat",
                    help="how windows past the last frame are completed (see utils_py/extract/extractor.py)")
     p.add_argument("--combine-contexts", type=str2bool, default=False,
@@ -33,12 +34,12 @@ def build_parser():
                    help="also write utt_vectors.scp: the mean row of each utterance")
     p.add_argument("--fast", type=str2bool, default=False,
                    help="conv stack once per utterance, head per row (approximate positions)")
-    p.add_argument("--batch-size", type=int, default=512, help="windows per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="windows per forward pass")
     p.add_argument("--compress", type=str2bool, default=True,
                    help="true: ivector_online rows as Kaldi compressed matrices (automatic method, like "
                         "Kaldi's extract_ivectors_online.sh; lossy); false: float32. utt_vectors "
                         "(Kaldi vectors, which Kaldi cannot compress) are float32 either way")
-    p.add_argument("--num-threads", type=int, default=1, help="TensorFlow threads per job (0: all cores)")
+    p.add_argument("--num-threads", type=nonneg_int, default=1, help="TensorFlow threads per job (0: all cores)")
     p.add_argument("data_dir", help="Kaldi data dir with feats.scp")
     p.add_argument("model_dir", help="trained unspeech model (config.json + weights)")
     p.add_argument("out_dir", help="output online-ivector dir")
@@ -51,8 +52,6 @@ def main(argv=None):
     opts = dict(period=args.period, padding=args.padding, combine_contexts=args.combine_contexts,
                 fast=args.fast, speaker_vectors=args.speaker_vectors, batch_size=args.batch_size,
                 compress=args.compress)
-    if args.period < 1 or args.batch_size < 1 or args.nj < 1:
-        raise UnspeechError("--period, --batch-size and --nj must be >= 1")
     if args.task in ("all", "prepare"):
         extractor.check_inputs(args.data_dir, args.model_dir)
         ensure_dir(args.out_dir)

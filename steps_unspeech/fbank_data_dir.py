@@ -12,18 +12,16 @@
 """
 
 from utils_py.features import fbank
-from utils_py.cli import parse_args, step_parser
+from utils_py.cli import parse_args, positive_int, step_parser
 from utils_py.log import get_logger, run_step
 
 STEP = "make_fbank"
 
 
-
-
 def main(argv=None):
     p = step_parser(__doc__.split("\n")[0], epilog=__doc__)
     p.add_argument("--fbank-config", default="", help="Kaldi conf file of fbank options ('' = Kaldi defaults)")
-    p.add_argument("--nj", type=int, default=4, help="number of jobs")
+    p.add_argument("--nj", type=positive_int, default=4, help="number of jobs")
     p.add_argument("action", choices=("prepare", "finish"))
     p.add_argument("data_dir")
     p.add_argument("job_prefix", nargs="?", default=None,

@@ -6,7 +6,7 @@
 #     data/train exp/make_fbank/train fbank
 #
 # Writes <fbank-dir>/raw_fbank_<name>.JOB.{ark,scp} (Kaldi compressed matrices unless
-# --compress false; one per job; a finished job
+# --compress false, passed through to compute_fbank.py; one per job; a finished job
 # leaves a .done marker and is skipped on a rerun with the same inputs) and, in
 # the data dir, utt2num_frames, frame_shift and -- last, atomically -- feats.scp
 # (sorted, absolute paths). Any failure leaves no feats.scp.
@@ -14,19 +14,20 @@ set -euo pipefail
 
 nj=4
 cmd=$(dirname "$0")/run_local.sh
-fbank_config=conf/fbank.conf
-compress=true
+fbank_config=conf/fbank.conf   # read by the data-dir checks and every job, as in Kaldi's make_fbank.sh
+passthrough=()   # every other option (--compress, --config FILE) goes to each compute_fbank.py job
+passthrough_help=$(dirname "$0")/compute_fbank.py
 
 help_message="Usage: $0 [options] <data-dir> [<log-dir> [<fbank-dir>]]
 Computes Kaldi fbank features (kaldi-native-fbank) of <data-dir> (wav.scp, optional segments).
 <log-dir> defaults to <data-dir>/log, <fbank-dir> to <data-dir>/data.
-Options (default):
+Job options (default):
   --nj <n>                ($nj) number of parallel jobs (capped at the number of utterances)
   --cmd <cmd>             ($cmd) job runner: run.pl, queue.pl, ... or steps_unspeech/run_local.sh
   --fbank-config <file>   ($fbank_config) Kaldi compute-fbank-feats options (--name=value lines);
-                          '' = Kaldi defaults. See steps_unspeech/compute_fbank.py --help for the list.
-  --compress <b>          ($compress) write Kaldi compressed matrices (like Kaldi's make_fbank.sh);
-                          false = float32
+                          '' = Kaldi defaults. Fbank options belong in this file.
+Every other option (e.g. --compress false) is passed unchanged to each compute_fbank.py job,
+which owns its default and range (listed below).
 e.g.: $0 --nj 4 --fbank-config conf/fbank.conf data/train exp/make_fbank/train fbank"
 
 . "$(dirname "$0")/parse_options.sh"
@@ -67,7 +68,7 @@ split_dir=$data/split${nj}utt
 echo "$0: computing fbank features of $data with $nj job(s), logs in $logdir"
 runner_err=$logdir/.make_fbank_$name.runner.err
 if ! $cmd JOB=1:$nj "$logdir/make_fbank_$name.JOB.log" \
-    "$bindir/compute_fbank.py" --fbank-config="$fbank_config" --compress "$compress" \
+    "$bindir/compute_fbank.py" --fbank-config="$fbank_config" "${passthrough[@]}" \
       --write-num-frames "$prefix.JOB.num_frames" --done-marker "$prefix.JOB.done" \
       "$split_dir/JOB" "$prefix.JOB.ark" "$prefix.JOB.scp" 2> "$runner_err"; then
   # One line: the first failed job's error (it names the utterance and file), and its log.

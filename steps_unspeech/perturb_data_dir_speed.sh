@@ -11,12 +11,12 @@
 # Features are not copied. Rerunning with the same source changes nothing.
 set -euo pipefail
 
-factors="0.9 1.0 1.1"
+passthrough=()   # every option (--factors, --config FILE) goes to perturb_data_dir_speed.py unchanged
+passthrough_help=$(dirname "$0")/perturb_data_dir_speed.py
 
 help_message="Usage: $0 [options] <src-data-dir> <dst-data-dir>
-Options (default):
-  --factors <list>   ($factors) speed factors; 1.0 = the original data
-e.g.: $0 --factors \"0.9 1.0 1.1\" data/train data/train_sp"
+e.g.: $0 --factors \"0.9 1.0 1.1\" data/train data/train_sp
+Every option is passed unchanged to perturb_data_dir_speed.py, which owns its default (listed below)."
 
 . "$(dirname "$0")/parse_options.sh"
 
@@ -26,4 +26,4 @@ if [ $# -ne 2 ]; then
 fi
 
 . "$(dirname "$0")/lock_dir.sh" "$2"   # a second run into <dst-data-dir> stops here
-"$(dirname "$0")/perturb_data_dir_speed.py" --factors "$factors" "$1" "$2"
+"$(dirname "$0")/perturb_data_dir_speed.py" "${passthrough[@]}" "$1" "$2"

@@ -10,15 +10,13 @@
 # the scps keep pointing at the original arks. Outputs appear complete or not
 # at all (built under a temp name, then renamed).
 
-ivector_dir=
-ivector_out_dir=
+passthrough=()   # every option (--ivector-dir, --ivector-out-dir, --config FILE) goes to relabel_data_dir.py
+passthrough_help=$(dirname "$0")/relabel_data_dir.py
 
 help_message="Usage: $0 [options] <data-dir> <clustered-utt2spk> <out-data-dir>
  e.g.: $0 --ivector-dir exp/unspeech/ivectors_test --ivector-out-dir exp/unspeech/ivectors_test_unspk \\
          data/test exp/unspeech/cluster_test/utt2spk data/test_unspk
-Options (default):
-  --ivector-dir <dir>       ($ivector_dir) online-ivector dir of <data-dir> to re-key too
-  --ivector-out-dir <dir>   ($ivector_out_dir) where the re-keyed online-ivector dir goes"
+Every option is passed unchanged to relabel_data_dir.py, which owns its default (listed below)."
 
 . "$(dirname "$0")/parse_options.sh"
 
@@ -30,6 +28,5 @@ data=$1
 utt2spk=$2
 out=$3
 
-"$(dirname "$0")/relabel_data_dir.py" --ivector-dir "$ivector_dir" --ivector-out-dir "$ivector_out_dir" \
-  "$data" "$utt2spk" "$out" || exit 1
-echo "$(basename "$0"): wrote $out ($(wc -l < "$out/spk2utt") speakers)${ivector_out_dir:+ and $ivector_out_dir}"
+"$(dirname "$0")/relabel_data_dir.py" "${passthrough[@]}" "$data" "$utt2spk" "$out" || exit 1
+echo "$(basename "$0"): wrote $out ($(wc -l < "$out/spk2utt") speakers)"

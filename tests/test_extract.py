@@ -289,8 +289,9 @@ def test_nan_in_a_job_fails_the_step_naming_it(tmp_path, model_dir):
 def test_python_cli_help_lists_defaults():
     r = run_cmd([sys.executable, PY, "--help"])
     assert r.returncode == 0 and "--padding" in r.stdout and "(default: repeat)" in r.stdout
-    r = run_cmd(["bash", SH, "--help"])
-    assert r.returncode == 0 and "--combine-contexts" in r.stdout and "(10)" in r.stdout
+    r = run_cmd(["bash", SH, "--help"])   # the wrapper's job options, then the Python step's (passed through)
+    assert r.returncode == 0 and "--nj <n>" in r.stdout and "--cmd <cmd>" in r.stdout
+    assert "--combine-contexts" in r.stdout and "(default: 10)" in r.stdout
 
 
 # ------------------------------------------------------------ --compress

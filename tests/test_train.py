@@ -71,11 +71,16 @@ def test_inbatch_same_utterance_positive():
 
 
 @pytest.mark.parametrize("opts, message", [
-    ({"inbatch_same_utt": "negative"}, "unknown --inbatch-same-utt negative (mask | positive)"),
-    ({"inbatch_chunks_per_utt": 3}, "--inbatch-chunks-per-utt 3 must be >= 1 and divide --batch-size 32"),
-    ({"inbatch_chunks_per_utt": 0}, "--inbatch-chunks-per-utt 0 must be >= 1"),
-    ({"objective": "contrastive"}, "unknown --objective contrastive"),
-    ({"level_jitter_db": -1.0}, "--level-jitter-db must be >= 0"),
+    ({"inbatch_same_utt": "negative"}, "option --inbatch-same-utt: must be one of mask | positive, got negative"),
+    ({"inbatch_chunks_per_utt": 3}, "--inbatch-chunks-per-utt 3 must divide --batch-size 32"),
+    ({"inbatch_chunks_per_utt": 0}, "option --inbatch-chunks-per-utt: must be >= 1, got 0"),
+    ({"objective": "contrastive"}, "option --objective: must be one of original | inbatch, got contrastive"),
+    ({"level_jitter_db": -1.0}, "option --level-jitter-db: must be >= 0, got -1"),
+    ({"learn_rate": -1}, "option --learn-rate: must be > 0, got -1"),
+    ({"val_fraction": 1.0}, "option --val-fraction: must be in [0, 1), got 1"),
+    ({"dropout_keep_prob": 0.0}, "option --dropout-keep-prob: must be in (0, 1], got 0"),
+    ({"steps": 2.5}, "option --steps: must be a finite int >= 1, got 2.5"),
+    ({"left_contexts": 0, "right_contexts": 0}, "need --left-contexts + --right-contexts >= 1"),
 ])
 def test_bad_options_are_named(opts, message):
     from utils_py.log import UnspeechError
@@ -83,6 +88,20 @@ def test_bad_options_are_named(opts, message):
     with pytest.raises(UnspeechError) as e:
         check_options(dict(default_options(), **opts))
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--learn-rate", "-1"], "option --learn-rate: must be > 0, got -1"),
+    (["--val-fraction=1.5"], "option --val-fraction: must be in [0, 1), got 1.5"),
+    (["--objective", "x"], "option --objective: must be one of original | inbatch, got x"),
+    (["--steps", "many"], "option --steps: expected int, got 'many'"),
+])
+def test_bad_option_on_the_command_line_is_one_line(tmp_path, argv, message):
+    """The parser rejects a value out of range before anything is read or written."""
+    model_dir = tmp_path / "model"
+    p = run_cmd([TRAIN_SH, "--filelist", str(tmp_path / "none.scp"), *argv, str(model_dir)])
+    assert p.returncode == 1 and p.stderr.strip().splitlines()[-1] == f"ERROR (train_unspeech): {message}", p.stderr
+    assert not (model_dir / "metrics.json").exists()
 
 
 def test_resume_accepts_checkpoint_older_than_an_option():

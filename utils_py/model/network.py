@@ -32,6 +32,7 @@ import os
 
 import numpy as np
 
+from utils_py.cli import Option, check_values, defaults_of, nonneg_int, one_of, positive_int, probability, str2bool
 from utils_py.fileio import atomic_write, atomic_write_text, require_file
 from utils_py.log import UnspeechError
 
@@ -51,22 +52,26 @@ MODEL_TRANSFORMS = {
     "Resnet": ("resnet", [16, 32, 64, 128]),
 }
 
-# Options of the model itself (the unspeech-64-ted settings); training options live in utils_py.train.loop.
-MODEL_DEFAULTS = {
-    "window_length": 64,
-    "window_neg_length": 64,
-    "left_contexts": 2,
-    "right_contexts": 2,
-    "embedding_transformation": "Vgg16big",
-    "embedding_size": 100,
-    "fc_size": 2048,
-    "tied_embeddings_transforms": True,
-    "unit_normalize_var": True,
-    "unit_normalize": False,
-    "dropout_keep_prob": 0.9,
-    "mixed_precision": False,
-    "input_normalization": True,
-}
+# Options of the model itself (defaults: the unspeech-64-ted settings): the one place they are
+# defined; training options (utils_py.train.loop.OPTIONS) add the rest.
+MODEL_OPTIONS = [
+    Option("window_length", positive_int, 64, "frames of the target (centre) window"),
+    Option("window_neg_length", positive_int, 64, "frames of each context window"),
+    Option("left_contexts", nonneg_int, 2, "context windows left of the target"),
+    Option("right_contexts", nonneg_int, 2, "context windows right of the target"),
+    Option("embedding_transformation", one_of(*MODEL_TRANSFORMS), "Vgg16big", "conv stack"),
+    Option("embedding_size", positive_int, 100, "embedding dimension"),
+    Option("fc_size", positive_int, 2048, "units of the fully connected layer before the embedding"),
+    Option("tied_embeddings_transforms", str2bool, True, "share the conv stack between target and context tower"),
+    Option("unit_normalize_var", str2bool, True, "one trainable scalar multiplies both embeddings"),
+    Option("unit_normalize", str2bool, False, "L2-normalise the embeddings (cosine logits)"),
+    Option("dropout_keep_prob", probability, 0.9, "keep probability of the fc dropout"),
+    Option("mixed_precision", str2bool, False,
+           "bfloat16 compute, float32 weights (faster on CPUs with AVX512-BF16/AMX and on GPUs)"),
+    Option("input_normalization", str2bool, True,
+           "standardise each fbank bin with mean/std of the training data (stored in the model)"),
+]
+MODEL_DEFAULTS = defaults_of(MODEL_OPTIONS)
 MODEL_KEYS = tuple(MODEL_DEFAULTS) + ("feature_dim",)
 
 LEAK = 0.2
@@ -86,6 +91,7 @@ def check_model_config(config: dict) -> dict:
     cfg.update(config)
     if "feature_dim" not in cfg:
         raise UnspeechError("model config has no feature_dim")
+    check_values(MODEL_OPTIONS, cfg)
     need = min_frames_of(cfg["embedding_transformation"])
     for key in ("window_length", "window_neg_length"):
         if int(cfg[key]) < need:
@@ -95,11 +101,6 @@ def check_model_config(config: dict) -> dict:
     if int(cfg["feature_dim"]) < need:
         raise UnspeechError(f"feature dim {cfg['feature_dim']} is smaller than the {need} bins "
                             f"{cfg['embedding_transformation']} needs (2^pools)")
-    for key in ("embedding_size", "fc_size"):
-        if int(cfg[key]) < 1:
-            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
-    if not 0.0 < float(cfg["dropout_keep_prob"]) <= 1.0:
-        raise UnspeechError(f"--dropout-keep-prob must be in (0, 1], got {cfg['dropout_keep_prob']}")
     return cfg
 
 

@@ -28,114 +28,90 @@ import time
 
 import numpy as np
 
-from utils_py.cli import str2bool
+from utils_py import cli
+from utils_py.cli import (Option, fraction, int_range, nonneg_float, nonneg_int, one_of, positive_float,
+                          positive_int, str2bool)
 from utils_py.kaldi.datadir import read_table
 from utils_py.features.feature_set import load_features
 from utils_py.fileio import atomic_write, atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
 from utils_py.log import UnspeechError, get_logger
-from utils_py.model.network import (CONFIG_FILE, MODEL_DEFAULTS, MODEL_TRANSFORMS, WEIGHTS_FILE, build_model,
-                    check_model_config, load_weights, save_weights)
+from utils_py.model.network import (CONFIG_FILE, MODEL_OPTIONS, WEIGHTS_FILE, build_model, check_model_config,
+                                    load_weights, save_weights)
 from utils_py.model.sampler import ContextSampler, Prefetcher, chunk_length
 
 METRICS_FILE = "metrics.json"
-OBJECTIVES = ("original", "inbatch")
-INBATCH_SAME_UTT = ("mask", "positive")
 
-# (name, type, default, help).  Model option defaults come from MODEL_DEFAULTS.
+_M = {o.name: o for o in MODEL_OPTIONS}
+# Every option of train_unspeech, defined once (type with its range, default, help): the parser
+# (add_options) and check_options use this table; model options come from MODEL_OPTIONS.
 OPTIONS = [
-    ("window_length", int, MODEL_DEFAULTS["window_length"], "frames of the target (centre) window"),
-    ("window_neg_length", int, MODEL_DEFAULTS["window_neg_length"], "frames of each context window"),
-    ("left_contexts", int, MODEL_DEFAULTS["left_contexts"], "context windows left of the target"),
-    ("right_contexts", int, MODEL_DEFAULTS["right_contexts"], "context windows right of the target"),
-    ("negative_samples", int, 4, "negative pairs per positive sample (objective original)"),
-    ("embedding_transformation", str, MODEL_DEFAULTS["embedding_transformation"],
-     "conv stack: " + " | ".join(MODEL_TRANSFORMS)),
-    ("embedding_size", int, MODEL_DEFAULTS["embedding_size"], "embedding dimension"),
-    ("fc_size", int, MODEL_DEFAULTS["fc_size"], "units of the fully connected layer before the embedding"),
-    ("tied_embeddings_transforms", str2bool, MODEL_DEFAULTS["tied_embeddings_transforms"],
-     "share the conv stack between target and context tower"),
-    ("unit_normalize_var", str2bool, MODEL_DEFAULTS["unit_normalize_var"],
-     "one trainable scalar multiplies both embeddings"),
-    ("unit_normalize", str2bool, MODEL_DEFAULTS["unit_normalize"], "L2-normalise the embeddings (cosine logits)"),
-    ("l2_reg", float, 1e-4, "L2 weight penalty on conv/fc kernels (l2_reg * sum(w^2) / 2)"),
-    ("dropout_keep_prob", float, MODEL_DEFAULTS["dropout_keep_prob"], "keep probability of the fc dropout"),
-    ("learn_rate", float, 3e-4, "Adam learning rate"),
-    ("lr_schedule", str, "constant", "constant | cosine (decay to 5%% of --learn-rate at --steps)"),
-    ("warmup_steps", int, 0, "linear learning-rate warm-up steps (lr-schedule cosine)"),
-    ("batch_size", int, 32, "positive samples (chunks) per batch"),
-    ("gradient_clipping", float, 10.0, "clip each gradient tensor to this norm (0: off)"),
-    ("objective", str, "original", "original (labelled pairs) | inbatch (all targets x all contexts)"),
-    ("inbatch_loss", str, "sigmoid", "sigmoid (balanced pairs) | softmax (InfoNCE) -- loss of --objective inbatch"),
-    ("inbatch_chunks_per_utt", int, 1, "positive samples (chunks) drawn from each utterance of an in-batch "
-                                       "batch, at independent positions (must divide --batch-size)"),
-    ("inbatch_same_utt", str, "mask", "mask | positive: a target vs the contexts of another chunk of its own "
-                                      "utterance -- left out of the loss, or counted as a positive pair"),
-    ("level_jitter_db", float, 0.0, "augmentation: add to each training window's log fbank its own random "
-                                    "level offset, uniform(-x, x) dB (0: off)"),
-    ("steps", int, 400000, "training steps"),
-    ("max_hours", float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
-    ("seed", int, 1, "seed of the weight init, the validation split and the batches"),
-    ("checkpoint_every", int, 1000, "steps between checkpoints (resume points)"),
-    ("log_every", int, 100, "steps between progress lines (with validation accuracy)"),
-    ("val_fraction", float, 0.1, "fraction of utterances held out for validation (0: none)"),
-    ("val_pairs", int, 2000, "validation pairs (half positive, half negative from two different "
-                              "utterances; fixed)"),
-    ("final_model", str, "last", "last | best: final.weights.npz = the last step or the step with the best "
-                                 "held-out context accuracy (early stopping; checkpoints/best.npz)"),
-    ("mixed_precision", str2bool, MODEL_DEFAULTS["mixed_precision"],
-     "bfloat16 compute, float32 weights (faster on CPUs with AVX512-BF16/AMX and on GPUs)"),
-    ("input_normalization", str2bool, MODEL_DEFAULTS["input_normalization"],
-     "standardise each fbank bin with mean/std of the training data (stored in the model)"),
-    ("jit_compile", str2bool, False, "XLA-compile the training step (slower than oneDNN on CPU here)"),
-    ("cache_dir", str, "", "memory-map the features from this directory (built once) instead of RAM"),
-    ("spk2utt", str, "", "negatives from the same speaker as the positive sample (spk2utt file)"),
+    _M["window_length"], _M["window_neg_length"], _M["left_contexts"], _M["right_contexts"],
+    Option("negative_samples", nonneg_int, 4, "negative pairs per positive sample (objective original)"),
+    _M["embedding_transformation"], _M["embedding_size"], _M["fc_size"], _M["tied_embeddings_transforms"],
+    _M["unit_normalize_var"], _M["unit_normalize"],
+    Option("l2_reg", nonneg_float, 1e-4, "L2 weight penalty on conv/fc kernels (l2_reg * sum(w^2) / 2)"),
+    _M["dropout_keep_prob"],
+    Option("learn_rate", positive_float, 3e-4, "Adam learning rate"),
+    Option("lr_schedule", one_of("constant", "cosine"), "constant",
+           "constant, or cosine: decay to 5% of --learn-rate at --steps"),
+    Option("warmup_steps", nonneg_int, 0, "linear learning-rate warm-up steps (lr-schedule cosine)"),
+    Option("batch_size", positive_int, 32, "positive samples (chunks) per batch"),
+    Option("gradient_clipping", nonneg_float, 10.0, "clip each gradient tensor to this norm (0: off)"),
+    Option("objective", one_of("original", "inbatch"), "original",
+           "original (labelled pairs) or inbatch (all targets x all contexts)"),
+    Option("inbatch_loss", one_of("sigmoid", "softmax"), "sigmoid",
+           "sigmoid (balanced pairs) or softmax (InfoNCE): loss of --objective inbatch"),
+    Option("inbatch_chunks_per_utt", positive_int, 1, "positive samples (chunks) drawn from each utterance of an "
+           "in-batch batch, at independent positions (must divide --batch-size)"),
+    Option("inbatch_same_utt", one_of("mask", "positive"), "mask", "a target vs the contexts of another chunk of "
+           "its own utterance: left out of the loss (mask) or counted as a positive pair"),
+    Option("level_jitter_db", nonneg_float, 0.0, "augmentation: add to each training window's log fbank its own "
+           "random level offset, uniform(-x, x) dB (0: off)"),
+    Option("steps", positive_int, 400000, "training steps"),
+    Option("max_hours", nonneg_float, 0.0, "stop after this many hours of training, all runs together (0: no limit)"),
+    Option("seed", nonneg_int, 1, "seed of the weight init, the validation split and the batches"),
+    Option("checkpoint_every", positive_int, 1000, "steps between checkpoints (resume points)"),
+    Option("log_every", positive_int, 100, "steps between progress lines (with validation accuracy)"),
+    Option("val_fraction", fraction, 0.1, "fraction of utterances held out for validation (0: none)"),
+    Option("val_pairs", int_range(2), 2000, "validation pairs (half positive, half negative from two different "
+           "utterances; fixed)"),
+    Option("final_model", one_of("last", "best"), "last", "final.weights.npz = the last step, or the step with "
+           "the best held-out context accuracy (early stopping; checkpoints/best.npz)"),
+    _M["mixed_precision"], _M["input_normalization"],
+    Option("jit_compile", str2bool, False, "XLA-compile the training step (slower than oneDNN on CPU here)"),
+    Option("cache_dir", str, "", "memory-map the features from this directory (built once) instead of RAM"),
+    Option("spk2utt", str, "", "negatives from the same speaker as the positive sample (spk2utt file)"),
 ]
+assert {o.name for o in OPTIONS} >= set(_M), "every model option is a training option"
 # Options that may change between a run and its resume.
 RESUME_FREE = {"steps", "max_hours", "checkpoint_every", "log_every", "cache_dir", "jit_compile"}
 
 
 def add_options(parser) -> None:
-    for name, typ, default, help_ in OPTIONS:
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=default, help=help_)
+    cli.add_options(parser, OPTIONS)
 
 
 def options_of(args) -> dict:
-    return {name: getattr(args, name) for name, *_ in OPTIONS}
+    return cli.options_of(args, OPTIONS)
 
 
 def default_options() -> dict:
-    return {name: default for name, _, default, _ in OPTIONS}
+    return cli.defaults_of(OPTIONS)
 
 
 def check_options(cfg: dict) -> None:
-    if cfg["objective"] not in OBJECTIVES:
-        raise UnspeechError(f"unknown --objective {cfg['objective']} (original | inbatch)")
-    if cfg["inbatch_loss"] not in ("softmax", "sigmoid"):
-        raise UnspeechError(f"unknown --inbatch-loss {cfg['inbatch_loss']} (softmax | sigmoid)")
-    if cfg["inbatch_same_utt"] not in INBATCH_SAME_UTT:
-        raise UnspeechError(f"unknown --inbatch-same-utt {cfg['inbatch_same_utt']} (mask | positive)")
-    if cfg["inbatch_chunks_per_utt"] < 1 or cfg["batch_size"] % cfg["inbatch_chunks_per_utt"]:
-        raise UnspeechError(f"--inbatch-chunks-per-utt {cfg['inbatch_chunks_per_utt']} must be >= 1 and "
+    """Each value in its range (the option table), then what options must satisfy together."""
+    cli.check_values(OPTIONS, cfg)
+    if cfg["batch_size"] % cfg["inbatch_chunks_per_utt"]:
+        raise UnspeechError(f"--inbatch-chunks-per-utt {cfg['inbatch_chunks_per_utt']} must "
                             f"divide --batch-size {cfg['batch_size']}")
-    if cfg["final_model"] not in ("last", "best"):
-        raise UnspeechError(f"unknown --final-model {cfg['final_model']} (last | best)")
     if cfg["final_model"] == "best" and cfg["val_fraction"] <= 0:
         raise UnspeechError("--final-model best needs held-out utterances (--val-fraction > 0)")
-    if cfg["lr_schedule"] not in ("constant", "cosine"):
-        raise UnspeechError(f"unknown --lr-schedule {cfg['lr_schedule']} (constant | cosine)")
-    for key in ("batch_size", "steps", "checkpoint_every", "log_every"):
-        if cfg[key] < 1:
-            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 1, got {cfg[key]}")
-    for key in ("left_contexts", "right_contexts", "negative_samples", "warmup_steps", "level_jitter_db"):
-        if cfg[key] < 0:
-            raise UnspeechError(f"--{key.replace('_', '-')} must be >= 0, got {cfg[key]}")
     if cfg["left_contexts"] + cfg["right_contexts"] < 1:
         raise UnspeechError("need --left-contexts + --right-contexts >= 1")
-    if not 0.0 <= cfg["val_fraction"] < 1.0:
-        raise UnspeechError(f"--val-fraction must be in [0, 1), got {cfg['val_fraction']}")
     if cfg["objective"] == "inbatch" and cfg["batch_size"] < 2:
         raise UnspeechError("--objective inbatch needs --batch-size >= 2")
-    check_model_config(dict(cfg, feature_dim=10 ** 6))  # window vs transform minimum etc.
+    check_model_config(dict(cfg, feature_dim=10 ** 6))  # window vs transform minimum
 
 
 # ---------------------------------------------------------------- data
