@@ -5,6 +5,7 @@ Python side of cluster_utts.sh; writes <out-dir>/{utt2spk,spk2utt,clusters.txt,
 scores.json,embedding_map.png,.done}."""
 
 from utils_py.cli import parse_args, step_parser, str2bool
+from utils_py.fileio import refuse_overwrite
 from utils_py.cluster.pipeline import ALGORITHMS, METRICS, MODES, OUTLIER_MODES, ClusterOptions, cluster_utts
 from utils_py.log import get_logger, run_step
 
@@ -54,6 +55,7 @@ def build_parser():
 
 def main(argv=None):
     args = parse_args(build_parser(), argv)
+    refuse_overwrite(args.out_dir, [args.vector_dir, "" if args.utt2spk.lower() == "none" else args.utt2spk])
     opts = ClusterOptions(min_cluster_size=args.min_cluster_size, min_samples=args.min_samples,
                           metric=args.metric, algorithm=args.algorithm, outliers=args.outliers,
                           subtract_mean=args.subtract_mean, l2_normalize=args.l2_normalize, pca_dim=args.pca_dim,

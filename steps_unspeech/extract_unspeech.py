@@ -7,7 +7,7 @@ import os
 from utils_py.kaldi import datadir
 from utils_py.extract import extractor
 from utils_py.cli import nonneg_int, parse_args, positive_int, step_parser, str2bool
-from utils_py.fileio import ensure_dir
+from utils_py.fileio import ensure_dir, refuse_overwrite
 from utils_py.log import UnspeechError, get_logger, run_step
 
 EPILOG = """Example (what extract_unspeech.sh runs):
@@ -53,6 +53,7 @@ def main(argv=None):
                 fast=args.fast, speaker_vectors=args.speaker_vectors, batch_size=args.batch_size,
                 compress=args.compress)
     if args.task in ("all", "prepare"):
+        refuse_overwrite(args.out_dir, [args.data_dir, args.model_dir], "output dir")
         extractor.check_inputs(args.data_dir, args.model_dir)
         ensure_dir(args.out_dir)
         extractor.clear_merged(args.out_dir)

@@ -9,6 +9,7 @@ import os
 from utils_py.kaldi import ivector_dir
 from utils_py.kaldi import relabel
 from utils_py.cli import parse_args, step_parser
+from utils_py.fileio import refuse_overwrite
 from utils_py.log import UnspeechError, get_logger, run_step
 
 EPILOG = """Re-keyed: text segments feats.scp utt2num_frames utt2dur utt2uniq utt2lang utt2spk.gold,
@@ -35,6 +36,11 @@ def main(argv=None):
     log = get_logger("relabel_data_dir")
     if bool(args.ivector_dir) != bool(args.ivector_out_dir):
         raise UnspeechError("--ivector-dir and --ivector-out-dir go together")
+    inputs = [args.data_dir, args.clustered_utt2spk, args.ivector_dir]
+    refuse_overwrite(args.out_data_dir, inputs, "output data dir")
+    if args.ivector_out_dir:
+        refuse_overwrite(args.ivector_out_dir, inputs + [args.out_data_dir], "--ivector-out-dir")
+        refuse_overwrite(args.out_data_dir, [args.ivector_out_dir], "output data dir")
     old2new = relabel.relabel_data_dir(args.data_dir, args.clustered_utt2spk, args.out_data_dir, log)
     if args.ivector_dir:
         relabel.relabel_ivector_dir(args.ivector_dir, args.ivector_out_dir, old2new, log)

@@ -13,7 +13,7 @@ import sys
 
 from utils_py.train import loop
 from utils_py.cli import parse_args, step_parser
-from utils_py.fileio import ensure_dir, require_file
+from utils_py.fileio import ensure_dir, refuse_overwrite, require_file
 from utils_py.log import UnspeechError, error_line, get_logger, run_step
 
 STEP = "train_unspeech"
@@ -50,6 +50,7 @@ def main(argv=None):
                                 f"got: {' '.join(args.dirs)}")
         feats, model_dir = os.path.join(args.dirs[0], "feats.scp"), args.dirs[1]
         require_file(feats, "feats.scp of the data dir")
+    refuse_overwrite(model_dir, [args.filelist or args.dirs[0], feats, args.spk2utt], "model dir")
     log = get_logger(STEP)
     log_path = os.path.join(ensure_dir(os.path.join(model_dir, "log")), "train.log")
     handler = logging.FileHandler(log_path)

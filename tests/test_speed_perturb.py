@@ -145,7 +145,7 @@ def test_bad_arguments(tmp_path, speech):
         with pytest.raises(UnspeechError, match=message):
             parse_factors(factors)
     p = perturb(src, src)
-    assert p.returncode != 0 and p.stderr.strip().startswith("ERROR (perturb_data_dir_speed): source and dest")
+    assert p.returncode != 0 and p.stderr.strip().startswith("ERROR (perturb_data_dir_speed): refusing to write over input")
     sp = str(tmp_path / "sp")
     assert perturb(src, sp, "0.9 1.0").returncode == 0
     p = perturb(sp, str(tmp_path / "sp2"), "0.9 1.0")  # sp0.9-alice-u0 would come from two sources

@@ -37,10 +37,12 @@ def with_filename(error: OSError, path: str) -> OSError:
 
 @contextlib.contextmanager
 def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
-    """Context manager yielding a file object; renamed to ``path`` on success."""
+    """Context manager yielding a file object; renamed to ``path`` on success.
+
+    Text mode writes ids read by :func:`open_text` back as the same bytes."""
     ensure_dir(os.path.dirname(os.path.abspath(path)))
     tmp = temp_name(path)
-    kwargs = {} if "b" in mode else {"encoding": encoding}
+    kwargs = {} if "b" in mode else {"encoding": encoding, "errors": "surrogateescape"}
     f = open(tmp, mode, **kwargs)
     try:
         yield f
@@ -198,3 +200,37 @@ def dir_lock(directory: str, step: str):
         if locked:  # emptied again: a finished run leaves the directory as a rerun would
             os.ftruncate(fd, 0)
         os.close(fd)
+
+
+# Kaldi's ids (utterances, speakers, recordings) and tables are byte strings, not text: read them as
+# UTF-8 where they are UTF-8 and keep any other byte as a surrogate, so that every id round-trips
+# byte for byte (atomic_write writes it back the same way) and sorts as LC_ALL=C sorts it.
+def open_text(path: str, mode: str = "r"):
+    """``open`` for Kaldi tables and id lists: UTF-8 with ``surrogateescape``."""
+    return open(path, mode, encoding="utf-8", errors="surrogateescape")
+
+
+def kaldi_bytes(s: str) -> bytes:
+    """The bytes of an id read with :func:`open_text` (its ``LC_ALL=C`` sort key)."""
+    return s.encode("utf-8", "surrogateescape")
+
+
+def refuse_overwrite(output: str, inputs, what: str = "output") -> None:
+    """UnspeechError unless writing ``output`` leaves every one of ``inputs`` intact.
+
+    ``output`` is a file or a directory that the step writes or replaces; it must not be
+    one of the inputs (same path after symlinks, or the same file) nor a directory
+    that holds one.  Empty inputs are skipped.  Call it before anything is written::
+
+        refuse_overwrite(out_dir, [data_dir, clustered_utt2spk])
+    """
+    out = os.path.realpath(output)
+    for inp in inputs:
+        if not inp:
+            continue
+        real = os.path.realpath(inp)
+        same = real == out or (os.path.exists(inp) and os.path.exists(output) and os.path.samefile(inp, output))
+        if same or real.startswith(out.rstrip(os.sep) + os.sep):
+            how = "is that input" if same else "is a directory that holds it"
+            raise UnspeechError(f"refusing to write over input {inp}: {what} {output} {how}; "
+                                f"choose another {what}")

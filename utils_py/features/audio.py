@@ -96,7 +96,7 @@ def read_audio(rxfile: str, utt: str = "?", channel: int = -1):
         _check_file(source, utt)
         where = source
     try:
-        with sf.SoundFile(source) as f:
+        with sf.SoundFile(source if is_pipe(rxfile) else os.fsencode(source)) as f:  # bytes: any file name
             rate = f.samplerate
             pcm16 = f.subtype == "PCM_16"
             data = f.read(dtype="int16" if pcm16 else "float32", always_2d=True)

@@ -22,7 +22,7 @@ Usage::
 """
 import os
 
-from utils_py.fileio import atomic_write, ensure_dir
+from utils_py.fileio import atomic_write, ensure_dir, kaldi_bytes, open_text
 from utils_py.log import UnspeechError
 
 # Files keyed by utterance id that a data dir may hold (wav.scp only without segments).
@@ -34,8 +34,8 @@ PER_SPK_FILES = ("cmvn.scp", "spk2gender")
 
 
 def c_key(s: str) -> bytes:
-    """Sort key equal to ``LC_ALL=C sort``: byte order of the UTF-8 encoding."""
-    return s.encode("utf-8")
+    """Sort key equal to ``LC_ALL=C sort``: byte order of the id's bytes (see ``fileio.open_text``)."""
+    return kaldi_bytes(s)
 
 
 def c_sorted(keys):
@@ -52,7 +52,7 @@ def read_table(path: str, check_sorted: bool = True, allow_empty: bool = False) 
         raise UnspeechError(f"file not found: {path}")
     table = {}
     prev = None
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.strip().split(maxsplit=1)
             if len(parts) != 2:

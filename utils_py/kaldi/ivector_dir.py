@@ -20,7 +20,7 @@ import os
 
 from utils_py.kaldi import datadir
 from utils_py.kaldi import tables
-from utils_py.fileio import require_file
+from utils_py.fileio import open_text, require_file
 from utils_py.log import UnspeechError
 
 SCP = "ivector_online.scp"
@@ -53,7 +53,7 @@ class IvectorDir:
 def read_period(path: str) -> int:
     """``ivector_period`` of dir ``path`` as an int >= 1."""
     file = require_file(os.path.join(path, PERIOD), "ivector_period")
-    with open(file, encoding="utf-8") as f:
+    with open_text(file) as f:
         text = f.read().strip()
     if not text.isdigit() or int(text) < 1:
         raise UnspeechError(f"ivector_period must be a positive integer, found {text!r}: {file}")

@@ -30,7 +30,7 @@ import re
 import shutil
 
 from utils_py.kaldi import datadir
-from utils_py.fileio import building_dir
+from utils_py.fileio import building_dir, open_text, refuse_overwrite
 from utils_py.log import UnspeechError
 
 UTT_MAP = "utt_map"
@@ -58,7 +58,7 @@ def _table_keys(path: str):
     """Keys of ``path`` if it reads as a ``<key> <value>`` table, else None (never raises)."""
     keys = []
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             for line in f:
                 parts = line.split(maxsplit=1)
                 if len(parts) != 2:
@@ -81,8 +81,7 @@ def relabel_data_dir(data_dir: str, clustered_utt2spk: str, out_dir: str, log: l
     log = log or logging.getLogger("relabel_data_dir")
     if not os.path.isdir(data_dir):
         raise UnspeechError(f"data directory not found: {data_dir}")
-    if os.path.abspath(data_dir) == os.path.abspath(out_dir):
-        raise UnspeechError(f"output dir must differ from the input data dir: {out_dir}")
+    refuse_overwrite(out_dir, [data_dir, clustered_utt2spk], "output data dir")
     utts = set(datadir.read_table(os.path.join(data_dir, "utt2spk")))
     clustered = datadir.read_table(clustered_utt2spk)
     _check_same_utts(clustered, utts, clustered_utt2spk, f"{data_dir}/utt2spk")
@@ -92,7 +91,7 @@ def relabel_data_dir(data_dir: str, clustered_utt2spk: str, out_dir: str, log: l
     old2new = new_utt_ids(clustered)
     has_segments = os.path.isfile(os.path.join(data_dir, "segments"))
     src = lambda name: os.path.join(data_dir, name)  # noqa: E731
-    with building_dir(out_dir) as tmp:
+    with building_dir(out_dir, marker=UTT_MAP) as tmp:  # replaces only an earlier relabelled dir
         for name in sorted(os.listdir(data_dir)):
             if name.startswith(".") or name in ("utt2spk", "spk2utt", UTT_MAP):
                 continue
@@ -134,8 +133,7 @@ def relabel_ivector_dir(ivector_dir: str, out_dir: str, old2new: dict, log: logg
     scp = os.path.join(ivector_dir, IVECTOR_TABLES[0])
     if not os.path.isfile(scp):
         raise UnspeechError(f"no {IVECTOR_TABLES[0]} in online-ivector dir: {ivector_dir}")
-    if os.path.abspath(ivector_dir) == os.path.abspath(out_dir):
-        raise UnspeechError(f"output dir must differ from the input online-ivector dir: {out_dir}")
+    refuse_overwrite(out_dir, [ivector_dir], "--ivector-out-dir")
     with building_dir(out_dir) as tmp:
         for name in sorted(os.listdir(ivector_dir)):
             path = os.path.join(ivector_dir, name)

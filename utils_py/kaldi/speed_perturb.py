@@ -29,7 +29,7 @@ import shutil
 
 from utils_py.features import audio
 from utils_py.kaldi import datadir
-from utils_py.fileio import ensure_dir
+from utils_py.fileio import ensure_dir, open_text, refuse_overwrite
 from utils_py.log import UnspeechError, get_logger
 
 UTT_KEYED = ("text", "utt2lang")  # re-keyed, values unchanged
@@ -123,8 +123,7 @@ def perturb_data_dir(src: str, dst: str, factors=("0.9", "1.0", "1.1"), log=None
     """Write the speed-perturbed union of ``src`` into ``dst``; True if ``dst`` changed."""
     log = log or get_logger("perturb_data_dir_speed")
     factors = parse_factors(factors)
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise UnspeechError(f"source and destination must differ: {src}")
+    refuse_overwrite(dst, [src], "destination data dir")
     datadir.validate(src, need=("wav.scp",))
     if any(float(f) != 1.0 for f in factors) and shutil.which("sox") is None:
         raise UnspeechError("sox not found on PATH (needed by the speed-perturbed wav.scp pipes)")
@@ -183,7 +182,7 @@ def _up_to_date(dst: str, tables: dict) -> bool:
         if not os.path.isfile(path):
             return False
         want = "".join(f"{k} {tables[name][k]}\n" for k in datadir.c_sorted(tables[name]))
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             if f.read() != want:
                 return False
     return True

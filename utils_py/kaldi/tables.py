@@ -15,6 +15,7 @@ Usage::
     with tables.MatrixWriter("fbank/raw.1.ark", "fbank/raw.1.scp") as w:
         w.write("utt1", np.zeros((10, 40), np.float32))
 """
+import codecs
 import contextlib
 import os
 import re
@@ -25,8 +26,33 @@ import numpy as np
 from kaldiio.compression_header import kAutomaticMethod
 from kaldiio.matio import write_array
 
-from utils_py.fileio import atomic_write, ensure_dir, require_file, with_filename
+from utils_py.fileio import atomic_write, ensure_dir, kaldi_bytes, open_text, require_file, with_filename
 from utils_py.log import UnspeechError
+
+
+def _kaldi_codec(name):
+    """UTF-8 that keeps any other byte as a surrogate (``fileio.open_text``), whatever ``errors`` asks."""
+    if name != "utf_8_kaldi_ids":
+        return None
+    utf8 = codecs.lookup("utf-8")
+
+    class Decoder(utf8.incrementaldecoder):
+        def __init__(self, errors="strict"):
+            super().__init__("surrogateescape")
+
+    class Encoder(utf8.incrementalencoder):
+        def __init__(self, errors="strict"):
+            super().__init__("surrogateescape")
+
+    return codecs.CodecInfo(name="utf_8_kaldi_ids", encode=lambda s, errors="strict": utf8.encode(s, "surrogateescape"),
+                            decode=lambda b, errors="strict": utf8.decode(b, "surrogateescape"),
+                            incrementalencoder=Encoder, incrementaldecoder=Decoder)
+
+
+# kaldiio decodes keys (of arks, and scps it opens) strictly as UTF-8: let it keep Kaldi's byte
+# strings as our own readers do, so that an id with a non-UTF-8 byte reads the same everywhere.
+codecs.register(_kaldi_codec)
+kaldiio.utils.default_encoding = kaldiio.matio.default_encoding = "utf_8_kaldi_ids"
 
 
 def _strip_spec(spec: str):
@@ -51,7 +77,7 @@ def scp_keys(path: str):
     """Keys of an scp file in file order, without reading any matrix."""
     require_file(path, "scp file")
     keys = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.split(maxsplit=1)
             if len(parts) != 2:
@@ -120,7 +146,7 @@ def scp_shapes(scp_path: str) -> dict:
     require_file(scp_path, "scp file")
     shapes, files = {}, {}
     try:
-        with open(scp_path, encoding="utf-8") as f:
+        with open_text(scp_path) as f:
             for n, line in enumerate(f, 1):
                 parts = line.split(maxsplit=1)
                 if len(parts) != 2:
@@ -140,7 +166,7 @@ def iter_matrices(spec: str):
     kind, path = _strip_spec(spec)
     require_file(path, f"{kind} file")
     if kind == "scp":
-        with open(path, encoding="utf-8") as f:
+        with open_text(path) as f:
             for n, line in enumerate(f, 1):
                 parts = line.split(maxsplit=1)
                 if len(parts) != 2:
@@ -188,7 +214,7 @@ class MatrixWriter:
         if not key or any(c.isspace() for c in key):
             raise UnspeechError(f"invalid key (empty or with whitespace): {key!r}")
         try:
-            self._ark.write((key + " ").encode("utf-8"))
+            self._ark.write(kaldi_bytes(key + " "))
             offset = self._ark.tell()
             array = np.ascontiguousarray(array, dtype=np.float32)
             method = COMPRESSION_METHOD if self.compress and array.ndim == 2 and array.size else None
@@ -236,13 +262,13 @@ def merge_scps(parts, out_path: str) -> int:
     lines = {}
     for p in parts:
         require_file(p, "scp file")
-        with open(p, encoding="utf-8") as f:
+        with open_text(p) as f:
             for line in f:
                 key = line.split(maxsplit=1)[0]
                 if key in lines:
                     raise UnspeechError(f"duplicate key {key} when merging: {p}")
                 lines[key] = line if line.endswith("\n") else line + "\n"
     with atomic_write(out_path) as f:
-        for key in sorted(lines, key=lambda k: k.encode("utf-8")):
+        for key in sorted(lines, key=kaldi_bytes):
             f.write(lines[key])
     return len(lines)
