@@ -90,7 +90,6 @@ def step_env():
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["LC_ALL"] = "C"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
 
 

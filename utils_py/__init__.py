@@ -16,3 +16,7 @@ Shared by all: ``log`` (logging, ``UnspeechError``), ``fileio`` (atomic writes, 
 stale temps), ``cli`` (the step scripts' option parsing).
 """
 __version__ = "0.1.0"
+
+from utils_py import tflog as _tflog
+
+_tflog.quiet_by_default()   # TensorFlow's C++ log lines off unless UNSPEECH_TF_LOG=1

@@ -259,6 +259,8 @@ class Trainer:
         arrays = {"model/" + k: v for k, v in self.model.get_weights().items()}
         for i, v in enumerate(self.optimizer.variables):
             arrays[f"optimizer/{i:04d}"] = np.asarray(v.numpy())
+        for i, g in enumerate(seed_generators(self.model)):  # dropout goes on as if never stopped
+            arrays[f"rng/{i:04d}"] = np.asarray(g.state.numpy())
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         save_weights(path, arrays)
 
@@ -275,7 +277,25 @@ class Trainer:
             if tuple(v.shape) != tuple(a.shape):
                 raise UnspeechError(f"checkpoint optimizer state does not match the model: {path}")
             v.assign(a)
+        with np.load(path, allow_pickle=False) as z:   # none in checkpoints of older versions
+            rng = [z[k] for k in sorted(k for k in z.files if k.startswith("rng/"))]
+        generators = seed_generators(self.model)
+        if rng and len(rng) != len(generators):
+            raise UnspeechError(f"checkpoint random state does not match the model: {path}")
+        for g, a in zip(generators, rng):
+            g.state.assign(a)
         return meta
+
+
+def seed_generators(model) -> list:
+    """The Keras seed generators of the model's layers (dropout), in build order."""
+    found = []
+    for tower in (model.target_tower, model.context_tower):
+        for layer in tower._flatten_layers():
+            g = getattr(layer, "seed_generator", None)
+            if g is not None and all(g is not f for f in found):
+                found.append(g)
+    return found
 
 
 def read_checkpoint(path):

@@ -7,7 +7,7 @@ if [ -x "$UNSPEECH_ROOT/.venv/bin/python" ]; then
   export PATH=$UNSPEECH_ROOT/.venv/bin:$PATH
 fi
 export PYTHONUNBUFFERED=1
-export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+# TensorFlow's own log lines are off (utils_py/tflog.py); UNSPEECH_TF_LOG=1 shows them
 export LC_ALL=C
 if [ -n "${KALDI_ROOT:-}" ] && [ -f "$KALDI_ROOT/tools/config/common_path.sh" ]; then
   export PATH=$KALDI_ROOT/egs/wsj/s5/utils:$KALDI_ROOT/tools/openfst/bin:$PATH
