@@ -63,16 +63,17 @@ alive() {  # alive <pid-file>: the process it names runs
   [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
 }
 
-wait_alive() {  # wait_alive <pid-file>: a daemon writes it after forking; up to 10 s
-  local n=0
-  until alive "$1"; do
-    [ $n -lt 100 ] || return 1
-    sleep 0.1; n=$((n + 1))
-  done
+launch() {  # launch <name> <command...>: a daemon kept in the foreground, in the background;
+  # its pid goes to <state-dir>/<name>.pid at once, so stop finds it even mid-start.
+  local name=$1; shift
+  nohup "$@" >> "$logs/$name.out" 2>&1 < /dev/null &
+  echo $! > "$state_dir/$name.pid"
 }
 
 node_state() {  # the node's state as sinfo says it; "" unless OUR slurmctld answers (not another on the port)
-  timeout 10 scontrol show config 2>/dev/null | grep -qx "StateSaveLocation *= *$state_dir/ctld" || return 0
+  local ours
+  ours=$(timeout 10 scontrol show config 2>/dev/null | awk -F' *= *' '$1 == "StateSaveLocation" {print $2}' || true)
+  [ "$ours" = "$state_dir/ctld" ] || return 0
   timeout 10 sinfo -h -N -o '%t' 2>/dev/null | head -n 1 || true
 }
 
@@ -83,7 +84,7 @@ write_conf() {
   # "NodeName=x CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=23000"
   hw=$(slurmd -C 2>/dev/null | sed -n 's/^NodeName=[^ ]* \(CPUs=.*RealMemory=[0-9]*\).*/\1/p')
   [ -n "$hw" ] || fail "'slurmd -C' did not report this machine's CPUs and memory"
-  mkdir -p "$state_dir/ctld" "$state_dir/d" "$state_dir/munge" "$logs"
+  mkdir -p "$state_dir/ctld" "$state_dir/d" "$state_dir/munge" "$state_dir/run" "$logs"
   chmod 755 "$state_dir" "$state_dir/munge"   # other users' sbatch reach munged; the key is 0400
   cat > "$conf.tmp" <<EOF
 # Written by $0 -- a one-node cluster on 127.0.0.1; rewritten by every start.
@@ -98,8 +99,8 @@ CredType=cred/munge
 AuthInfo=socket=$state_dir/munge/munge.socket.2
 StateSaveLocation=$state_dir/ctld
 SlurmdSpoolDir=$state_dir/d
-SlurmctldPidFile=$state_dir/slurmctld.pid
-SlurmdPidFile=$state_dir/slurmd.pid
+SlurmctldPidFile=$state_dir/run/slurmctld.pid
+SlurmdPidFile=$state_dir/run/slurmd.pid
 SlurmctldLogFile=$logs/slurmctld.log
 SlurmdLogFile=$logs/slurmd.log
 # No systemd or cgroups in a container: track job processes through /proc.
@@ -132,11 +133,15 @@ start_munged() {
     (umask 077; dd if=/dev/urandom of="$key.tmp" bs=1024 count=1 2>/dev/null) && mv "$key.tmp" "$key" ||
       fail "cannot write the munge key $key"
   fi
-  alive "$state_dir/munge/munged.pid" && return 0
   # --force: munged refuses root and some container file modes without it.
-  munged --force --key-file="$key" --socket="$state_dir/munge/munge.socket.2" \
-    --pid-file="$state_dir/munge/munged.pid" --seed-file="$state_dir/munge/munged.seed" \
+  launch munged munged --foreground --force --key-file="$key" --socket="$state_dir/munge/munge.socket.2" \
+    --pid-file="$state_dir/run/munged.pid" --seed-file="$state_dir/munge/munged.seed" \
     --log-file="$logs/munged.log"
+  local n=0
+  until [ -S "$state_dir/munge/munge.socket.2" ]; do   # slurmctld needs it from the start
+    alive "$state_dir/munged.pid" && [ $n -lt 300 ] || return 1
+    sleep 0.1; n=$((n + 1))
+  done
 }
 
 do_start() {
@@ -151,17 +156,15 @@ do_start() {
   # A failed start stops what it started: no half-up cluster is left behind.
   start_failed() {
     local why
-    why=$(grep -hE 'fatal:|Unable to|Error:' "$logs"/*.log 2>/dev/null | tail -n 1 || true)
+    why=$(grep -hE 'fatal:|Unable to|Error:' "$logs"/* 2>/dev/null | tail -n 1 || true)
     do_stop >/dev/null 2>&1 || true
     fail "$*${why:+ (last error: $why)}"
   }
-  start_munged && wait_alive "$state_dir/munge/munged.pid" ||
-    start_failed "munged did not start; see $logs/munged.log"
-  # -c: a cold start, no jobs recovered from an earlier run of this state dir.
-  slurmctld -c -f "$conf" && wait_alive "$state_dir/slurmctld.pid" ||
-    start_failed "slurmctld did not start; see $logs/slurmctld.log"
-  slurmd -f "$conf" && wait_alive "$state_dir/slurmd.pid" ||
-    start_failed "slurmd did not start; see $logs/slurmd.log"
+  start_munged || start_failed "munged did not start; see $logs/munged.log and $logs/munged.out"
+  # -D: stay in the foreground (launch keeps the pid); -c: a cold start, no jobs
+  # recovered from an earlier run of this state dir.
+  launch slurmctld slurmctld -D -c -f "$conf"
+  launch slurmd slurmd -D -f "$conf" -N "$(hostname -s)"
   local waited=0 st
   while true; do
     alive "$state_dir/slurmctld.pid" || start_failed "slurmctld stopped; see $logs/slurmctld.log"
@@ -198,14 +201,14 @@ do_stop() {
   fi
   stop_pid "$state_dir/slurmd.pid"
   stop_pid "$state_dir/slurmctld.pid"
-  stop_pid "$state_dir/munge/munged.pid"
+  stop_pid "$state_dir/munged.pid"
   echo "$(basename "$0"): stopped ($state_dir)"
 }
 
 do_status() {
   local name f up=0
   for name in munged slurmctld slurmd; do
-    f=$state_dir/$name.pid; [ $name = munged ] && f=$state_dir/munge/munged.pid
+    f=$state_dir/$name.pid
     if alive "$f"; then echo "$name: running (pid $(cat "$f"))"; else echo "$name: not running"; up=1; fi
   done
   if [ $up -eq 0 ]; then
