@@ -6,7 +6,8 @@ equal, and every slurm.pl job log must carry the Slurm job id that sbatch report
 
 Needs Slurm and munge: installed, or root with apt-get (then `local/slurm_one_node.sh install`
 installs slurm-wlm and munge); skipped with the reason elsewhere. Also Kaldi (conftest.kaldi_root)
-and sox + espeak-ng for the demo corpus. About 2 minutes on 2 cores (apt install ~13 s)."""
+and sox + espeak-ng for the demo corpus. 2 minutes on 2 idle cores, 4 at load 5-7 (apt install: 7-13 s).
+Also as a non-root user where Slurm is installed: the daemons then run as that user."""
 import os
 import re
 import shutil
