@@ -14,16 +14,19 @@ Model dir layout: ``config.json`` (every option + ``feature_dim``),
 ``checkpoints/{last,best}.npz`` (model + optimizer state + step + history),
 ``log/train.log``, ``tb/`` (TensorBoard), ``training_curves.png``.
 
+A run is four phases: :func:`prepare_data` (features, split, sampler) ->
+:func:`restore_or_initialise` (last checkpoint or fresh weights) -> :func:`train_loop`
+-> :func:`write_outputs`; progress reporting is ``utils_py.train.progress``.
+
 Rerunning the same command resumes from ``checkpoints/last.npz``; batches are
 drawn from ``rng([seed, step])`` so the resumed run sees exactly the batches
 the uninterrupted one would have.  A finished model dir says "already
 trained" and returns.
 """
-import contextlib
+import dataclasses
 import json
 import math
 import os
-import sys
 import time
 
 import numpy as np
@@ -33,11 +36,12 @@ from utils_py.cli import (Option, fraction, int_range, nonneg_float, nonneg_int,
                           positive_int, str2bool)
 from utils_py.kaldi.datadir import read_table
 from utils_py.features.feature_set import load_features
-from utils_py.fileio import atomic_write, atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
+from utils_py.fileio import atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
 from utils_py.log import UnspeechError, get_logger
 from utils_py.model.network import (CONFIG_FILE, MODEL_OPTIONS, WEIGHTS_FILE, build_model, check_model_config,
                                     load_weights, save_weights)
 from utils_py.model.sampler import ContextSampler, Prefetcher, chunk_length
+from utils_py.train.progress import Progress, fmt, plot_curves
 
 METRICS_FILE = "metrics.json"
 
@@ -341,32 +345,6 @@ def windows_per_step(cfg) -> int:
     return cfg["batch_size"] * (1 + K)
 
 
-def plot_curves(history, path, title, final_step=None):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    steps = [h["step"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    a1.plot(steps, [h["loss"] for h in history], label="train loss")
-    a1.set_xlabel("step")
-    a1.set_ylabel("loss")
-    a1.legend()
-    a2.plot(steps, [h["train_accuracy"] for h in history], label="train accuracy")
-    a2.plot(steps, [h["train_chance"] for h in history], ":", label="train majority/chance")
-    if any(h.get("val_accuracy") is not None for h in history):
-        a2.plot(steps, [h.get("val_accuracy") for h in history], label="held-out context accuracy")
-    if final_step is not None and final_step != steps[-1]:
-        a2.axvline(final_step, color="grey", linestyle="--", label=f"final model (step {final_step})")
-    a2.set_xlabel("step")
-    a2.set_ylim(0, 1)
-    a2.legend(loc="lower right")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=90)
-    plt.close(fig)
-
-
 def _config_diff(old, new):
     """Options that differ; an option newer than ``old``'s checkpoint counts as its default."""
     keys = sorted((set(old) | set(new)) - RESUME_FREE - {"feature_dim"})
@@ -399,144 +377,172 @@ OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, "training_curves.png",
                 "checkpoints/last.npz", "checkpoints/best.npz")
 
 
+@dataclasses.dataclass
+class Data:
+    """What training reads: features, the utterance split, the batch sampler, fixed validation pairs."""
+    cfg: dict                # the options + feature_dim
+    feats: object            # FeatureSet
+    usable: np.ndarray       # utterances long enough for one positive sample
+    train_utts: np.ndarray
+    val_utts: np.ndarray
+    sampler: ContextSampler
+    val: tuple = None        # (targets, contexts, labels) or None without held-out utterances
+
+
+@dataclasses.dataclass
+class State:
+    """Where training stands; a checkpoint's meta data holds all of it."""
+    step: int = 0
+    elapsed0: float = 0.0    # seconds trained by earlier runs
+    history: list = dataclasses.field(default_factory=list)
+    best_val: float = -1.0
+    best_step: int = None
+    stop_reason: str = "steps"
+    t0: float = 0.0          # when this run's loop started
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.time() - self.t0
+
+    def meta(self, cfg) -> dict:
+        """Checkpoint meta data; batches come from rng([seed, step]), so the step is the sampler state."""
+        return {"step": self.step, "elapsed_seconds": self.elapsed(), "history": self.history,
+                "best_val_accuracy": self.best_val, "best_val_step": self.best_step, "config": cfg,
+                "sampler": {"seed": cfg["seed"], "next_batch": self.step}}
+
+
 def _run_locked(cfg, feats, model_dir, strategy, log):
     for name in OUTPUT_FILES:  # temp files of a killed earlier run
         remove_stale_temps(os.path.join(model_dir, name))
-    ckpt_dir = os.path.join(model_dir, "checkpoints")
-    last_ckpt = os.path.join(ckpt_dir, "last.npz")
-    best_ckpt = os.path.join(ckpt_dir, "best.npz")
-    metrics_path = os.path.join(model_dir, METRICS_FILE)
-
     done = _finished_metrics(model_dir, cfg)
     if done is not None:
         log.info(f"already trained: {model_dir} (step {done['step']}, held-out context accuracy "
-                 f"{_fmt(done.get('val_accuracy'))}); remove {metrics_path} or raise --steps to train more")
+                 f"{fmt(done.get('val_accuracy'))}); remove {os.path.join(model_dir, METRICS_FILE)} "
+                 f"or raise --steps to train more")
         return done
+    data = prepare_data(feats, cfg, log)
+    trainer = Trainer(data.cfg, strategy)
+    state = restore_or_initialise(trainer, data, model_dir, log)
+    train_loop(trainer, data, state, model_dir, log)
+    return write_outputs(trainer, data, state, model_dir, log)
 
-    data, usable, speakers = load_training_data(feats, cfg, log)
-    cfg = dict(cfg, feature_dim=data.dim)
+
+def prepare_data(feats_spec, cfg, log) -> Data:
+    """Features, the seeded train/validation split, the sampler and the fixed validation pairs."""
+    feats, usable, speakers = load_training_data(feats_spec, cfg, log)
+    cfg = dict(cfg, feature_dim=feats.dim)
     train_utts, val_utts = split_utts(usable, cfg["val_fraction"], cfg["seed"])
     log.info(f"training on {len(train_utts)} utterances, {len(val_utts)} held out for validation")
-    sampler = ContextSampler(data, train_utts, cfg["window_length"], cfg["window_neg_length"],
+    sampler = ContextSampler(feats, train_utts, cfg["window_length"], cfg["window_neg_length"],
                              cfg["left_contexts"], cfg["right_contexts"], cfg["negative_samples"],
                              cfg["batch_size"], cfg["seed"], speakers,
                              chunks_per_utt=cfg["inbatch_chunks_per_utt"] if cfg["objective"] == "inbatch" else 1,
                              level_jitter_db=cfg["level_jitter_db"])
     val = None
     if len(val_utts):
-        val = ContextSampler(data, val_utts, cfg["window_length"], cfg["window_neg_length"],
+        val = ContextSampler(feats, val_utts, cfg["window_length"], cfg["window_neg_length"],
                              cfg["left_contexts"], cfg["right_contexts"], seed=cfg["seed"]
                              ).validation_pairs(cfg["val_pairs"], seed=1)
+    return Data(cfg, feats, usable, train_utts, val_utts, sampler, val)
 
-    trainer = Trainer(cfg, strategy)
-    start, elapsed0, history, best_val, best_step = 0, 0.0, [], -1.0, None
-    if os.path.isfile(last_ckpt):
-        old = checkpoint_meta(last_ckpt)["config"]
-        diff = _config_diff(old, cfg) or (["feature_dim"] if old.get("feature_dim") != cfg["feature_dim"] else [])
-        if diff:
-            raise UnspeechError(_other_options_message(model_dir, "a checkpoint", old, cfg, diff))
-        meta = trainer.load_checkpoint(last_ckpt)
-        start, elapsed0, history = meta["step"], meta["elapsed_seconds"], meta["history"]
-        best_val, best_step = meta.get("best_val_accuracy", -1.0), meta.get("best_val_step")
-        log.info(f"resuming from {last_ckpt} at step {start} ({elapsed0 / 3600:.3f} h trained)")
-    else:
-        trainer.model.set_input_stats(*feature_stats(data, train_utts, cfg["seed"]))
+
+def restore_or_initialise(trainer, data, model_dir, log) -> State:
+    """Resume from ``checkpoints/last.npz`` (same options only), else set the input statistics."""
+    cfg = data.cfg
+    last_ckpt = os.path.join(model_dir, "checkpoints", "last.npz")
+    if not os.path.isfile(last_ckpt):
+        trainer.model.set_input_stats(*feature_stats(data.feats, data.train_utts, cfg["seed"]))
         log.info(f"model {cfg['embedding_transformation']}: {trainer.model.target_tower.count_params()} + "
                  f"{trainer.model.context_tower.count_params()} parameters (target + context tower, "
                  f"tied conv stack: {cfg['tied_embeddings_transforms']}), objective {cfg['objective']}"
                  + (f"/{cfg['inbatch_loss']}" if cfg["objective"] == "inbatch" else ""))
+        return State()
+    old = checkpoint_meta(last_ckpt)["config"]
+    diff = _config_diff(old, cfg) or (["feature_dim"] if old.get("feature_dim") != cfg["feature_dim"] else [])
+    if diff:
+        raise UnspeechError(_other_options_message(model_dir, "a checkpoint", old, cfg, diff))
+    meta = trainer.load_checkpoint(last_ckpt)
+    log.info(f"resuming from {last_ckpt} at step {meta['step']} ({meta['elapsed_seconds'] / 3600:.3f} h trained)")
+    return State(step=meta["step"], elapsed0=meta["elapsed_seconds"], history=meta["history"],
+                 best_val=meta.get("best_val_accuracy", -1.0), best_step=meta.get("best_val_step"))
 
-    make_batch = sampler.pair_batch if cfg["objective"] == "original" else sampler.chunk_batch
+
+def train_loop(trainer, data, state, model_dir, log) -> None:
+    """Optimisation steps from ``state.step`` to ``--steps`` (or ``--max-hours``): progress every
+    ``--log-every`` steps (with validation; ``checkpoints/best.npz`` on a new best), ``checkpoints/last.npz``
+    every ``--checkpoint-every`` steps and at the end."""
+    cfg = data.cfg
+    last_ckpt = os.path.join(model_dir, "checkpoints", "last.npz")
+    best_ckpt = os.path.join(model_dir, "checkpoints", "best.npz")
+    make_batch = data.sampler.pair_batch if cfg["objective"] == "original" else data.sampler.chunk_batch
     max_seconds = cfg["max_hours"] * 3600 if cfg["max_hours"] > 0 else math.inf
     pairs, windows = pairs_per_step(cfg), windows_per_step(cfg)
-    tb = _tensorboard_writer(os.path.join(model_dir, "tb"))
-    t0 = time.time()
-    step = start
-    win = {"t": time.time(), "n": 0, "loss": 0.0, "acc": 0.0, "chance": 0.0, "wait": 0.0}
-    stop_reason = "steps"
-
-    def meta(step_):  # batches come from rng([seed, step]): the step is the sampler state
-        return {"step": step_, "elapsed_seconds": elapsed0 + time.time() - t0, "history": history,
-                "best_val_accuracy": best_val, "best_val_step": best_step, "config": cfg,
-                "sampler": {"seed": cfg["seed"], "next_batch": step_}}
-
-    bar = _progress_bar(cfg["steps"], start)
-    with Prefetcher(make_batch, start, cfg["steps"]) as batches, _redirect_logging(log, bar):
-        if elapsed0 >= max_seconds:
-            stop_reason = "max_hours"
-        batch_iter = iter(batches if stop_reason == "steps" else ())
+    progress = Progress(log, model_dir, cfg["steps"], state.step)
+    state.t0 = time.time()
+    with Prefetcher(make_batch, state.step, cfg["steps"]) as batches, progress:
+        if state.elapsed0 >= max_seconds:
+            state.stop_reason = "max_hours"
+        batch_iter = iter(batches if state.stop_reason == "steps" else ())
         while True:
             t_wait = time.time()
             step_idx, batch = next(batch_iter, (None, None))
-            win["wait"] += time.time() - t_wait  # time the model waited for the sampler
+            progress.waited(time.time() - t_wait)
             if step_idx is None:
                 break
             loss, acc, chance = trainer.step(batch)
             if not math.isfinite(loss):
                 raise UnspeechError(f"training diverged (loss {loss}) at step {step_idx + 1}; "
                                     f"lower --learn-rate (now {cfg['learn_rate']})")
-            step = step_idx + 1
-            win["n"] += 1
-            win["loss"] += loss
-            win["acc"] += acc
-            win["chance"] += chance
-            if bar is not None:
-                bar.update(1)
-            elapsed = elapsed0 + time.time() - t0
-            last = step == cfg["steps"] or elapsed >= max_seconds
-            if step % cfg["log_every"] == 0 or last:
-                dt = (time.time() - win["t"]) / win["n"]
-                row = {"step": step, "seconds_per_step": dt, "pairs_per_second": pairs / dt,
-                       "input_wait_fraction": win["wait"] / (dt * win["n"]),
-                       "windows_per_second": windows / dt, "loss": win["loss"] / win["n"],
-                       "train_accuracy": win["acc"] / win["n"], "train_chance": win["chance"] / win["n"],
-                       "val_accuracy": None, "val_auc": None, "elapsed_hours": elapsed / 3600}
-                if val is not None:
-                    row["val_accuracy"], row["val_auc"] = evaluate(trainer.model, val)
-                history.append(row)
-                if row["val_accuracy"] is not None and row["val_accuracy"] > best_val:
-                    best_val, best_step = row["val_accuracy"], step
-                    trainer.save_checkpoint(best_ckpt, meta(step))
-                _log_progress(log, row, cfg["steps"], model_dir)
-                _tensorboard_write(tb, row)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", val=_fmt(row["val_accuracy"]))
-                win = {"t": time.time(), "n": 0, "loss": 0.0, "acc": 0.0, "chance": 0.0, "wait": 0.0}
-            if step % cfg["checkpoint_every"] == 0 or last:
-                trainer.save_checkpoint(last_ckpt, meta(step))
+            state.step = step_idx + 1
+            progress.add(loss, acc, chance)
+            elapsed = state.elapsed()
+            last = state.step == cfg["steps"] or elapsed >= max_seconds
+            if state.step % cfg["log_every"] == 0 or last:
+                row = progress.row(state.step, pairs, windows, elapsed)
+                if data.val is not None:
+                    row["val_accuracy"], row["val_auc"] = evaluate(trainer.model, data.val)
+                state.history.append(row)
+                if row["val_accuracy"] is not None and row["val_accuracy"] > state.best_val:
+                    state.best_val, state.best_step = row["val_accuracy"], state.step
+                    trainer.save_checkpoint(best_ckpt, state.meta(cfg))
+                progress.report(row)
+            if state.step % cfg["checkpoint_every"] == 0 or last:
+                trainer.save_checkpoint(last_ckpt, state.meta(cfg))
             if elapsed >= max_seconds:
-                stop_reason = "max_hours"
+                state.stop_reason = "max_hours"
                 break
-    if bar is not None:
-        bar.close()
 
-    # final outputs; metrics.json last = the "finished" marker
+
+def write_outputs(trainer, data, state, model_dir, log) -> dict:
+    """The final model (last or best step), config, curves and -- last, the "finished" marker -- metrics.json."""
+    cfg, history = data.cfg, state.history
     final = history[-1] if history else {}
-    if cfg["final_model"] == "best" and best_step is not None:
-        trainer.load_model_weights(best_ckpt)
-        final = next(h for h in history if h["step"] == best_step)
-        log.info(f"final model: step {best_step} of {step}, the best held-out context accuracy (--final-model best)")
+    if cfg["final_model"] == "best" and state.best_step is not None:
+        trainer.load_model_weights(os.path.join(model_dir, "checkpoints", "best.npz"))
+        final = next(h for h in history if h["step"] == state.best_step)
+        log.info(f"final model: step {state.best_step} of {state.step}, the best held-out context accuracy "
+                 f"(--final-model best)")
     trainer.model.save(model_dir, extra_config=cfg)
     metrics = {
-        "finished": True, "stop_reason": stop_reason, "step": step, "final_model_step": final.get("step", step),
+        "finished": True, "stop_reason": state.stop_reason, "step": state.step,
+        "final_model_step": final.get("step", state.step),
         "val_accuracy": final.get("val_accuracy"), "val_auc": final.get("val_auc"),
-        "val_majority_accuracy": 0.5 if val is not None else None,
-        "best_val_accuracy": best_val if best_val >= 0 else None, "best_val_step": best_step,
+        "val_majority_accuracy": 0.5 if data.val is not None else None,
+        "best_val_accuracy": state.best_val if state.best_val >= 0 else None, "best_val_step": state.best_step,
         "train_accuracy": final.get("train_accuracy"), "train_chance": final.get("train_chance"),
         "loss": final.get("loss"), "pairs_per_second": final.get("pairs_per_second"),
         "windows_per_second": final.get("windows_per_second"),
-        "elapsed_hours": (elapsed0 + time.time() - t0) / 3600,
-        "train_utterances": int(len(train_utts)), "val_utterances": int(len(val_utts)),
-        "dropped_utterances": int(data.num_utts - len(usable)),
+        "elapsed_hours": state.elapsed() / 3600,
+        "train_utterances": int(len(data.train_utts)), "val_utterances": int(len(data.val_utts)),
+        "dropped_utterances": int(data.feats.num_utts - len(data.usable)),
         "model_id": trainer.model.model_id, "history": history,
     }
     if history:
         plot_curves(history, os.path.join(model_dir, "training_curves.png"),
                     f"unspeech {cfg['embedding_transformation']} w{cfg['window_length']} {cfg['objective']}",
                     final_step=metrics["final_model_step"])
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=1) + "\n")
-    log.info(f"done: step {step} ({stop_reason}), held-out context accuracy {_fmt(metrics['val_accuracy'])}, "
-             f"model {os.path.join(model_dir, WEIGHTS_FILE)}")
+    atomic_write_text(os.path.join(model_dir, METRICS_FILE), json.dumps(metrics, indent=1) + "\n")
+    log.info(f"done: step {state.step} ({state.stop_reason}), held-out context accuracy "
+             f"{fmt(metrics['val_accuracy'])}, model {os.path.join(model_dir, WEIGHTS_FILE)}")
     return metrics
 
 
@@ -560,49 +566,3 @@ def _finished_metrics(model_dir, cfg):
     if metrics.get("step", 0) < cfg["steps"] and more_time:
         return None  # --steps / --max-hours raised: continue from the last checkpoint
     return metrics
-
-
-def _fmt(v):
-    return "n/a" if v is None else f"{v:.3f}"
-
-
-def _log_progress(log, row, steps, model_dir):
-    log.info(f"step {row['step']}/{steps} | {row['seconds_per_step']:.3f} s/step | "
-             f"{row['pairs_per_second']:.0f} pairs/s (input wait {100 * row['input_wait_fraction']:.0f}%) | "
-             f"loss {row['loss']:.4f} | "
-             f"train acc {row['train_accuracy']:.3f} (majority/chance {row['train_chance']:.3f}) | "
-             f"held-out context acc {_fmt(row['val_accuracy'])} | {row['elapsed_hours']:.3f} h | {model_dir}")
-
-
-def _tensorboard_writer(path):
-    import tensorflow as tf
-    return tf.summary.create_file_writer(path)
-
-
-def _tensorboard_write(writer, row):
-    """Scalars as raw Summary protos: works without the tensorboard package installed."""
-    import tensorflow as tf
-    values = [tf.compat.v1.Summary.Value(tag=key, simple_value=float(row[key]))
-              for key in ("loss", "train_accuracy", "val_accuracy", "val_auc", "pairs_per_second")
-              if row.get(key) is not None]
-    with writer.as_default():
-        tf.summary.experimental.write_raw_pb(tf.compat.v1.Summary(value=values).SerializeToString(),
-                                             step=row["step"])
-    writer.flush()
-
-
-def _progress_bar(total, initial):
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-
-@contextlib.contextmanager
-def _redirect_logging(log, bar):
-    if bar is None:
-        yield
-        return
-    from tqdm.contrib.logging import logging_redirect_tqdm
-    with logging_redirect_tqdm(loggers=[log]):
-        yield
