@@ -64,6 +64,21 @@ def linked_recipe(path):
     return path
 
 
+# A short unspeech training on top of the demo settings (later options win).
+TINY_TRAIN_OVERRIDES = ["--steps=200", "--max-hours=0.05", "--log-every=50", "--checkpoint-every=100"]
+
+
+def tiny_demo_recipe(tmp_path_factory, name):
+    """(root, linked recipe copy, train conf = conf/train_demo.conf + TINY_TRAIN_OVERRIDES) in a temp dir
+    for a run.sh of the tiny demo corpus; skips without sox/espeak-ng."""
+    need_tools("sox", "espeak-ng")
+    root = tmp_path_factory.mktemp(name)
+    train_conf = root / "train_tiny.conf"
+    with open(os.path.join(RECIPE, "conf", "train_demo.conf")) as f:
+        train_conf.write_text(f.read().rstrip("\n") + "\n" + "\n".join(TINY_TRAIN_OVERRIDES) + "\n")
+    return root, linked_recipe(root / "s5_unspeech"), train_conf
+
+
 def kaldi_env(kaldi_root):
     """step_env() plus KALDI_ROOT: what path.sh of the recipe then adds (Kaldi's binaries, utils)."""
     env = step_env()

@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import RECIPE, kaldi_env, linked_recipe, need_tools
+from conftest import kaldi_env, tiny_demo_recipe
 from utils_py.kaldi import datadir
 from utils_py.kaldi import tables
 
@@ -31,8 +31,6 @@ IVECTORS_TRAIN = "exp/unspeech/ivectors_train_sp_unspk"
 IVECTORS_TEST = "exp/unspeech/ivectors_test_unspk"
 TRAIN_DATA = "data/train_sp_hires_unspk"
 TIME_LIMIT = 600       # seconds for the whole recipe run (the issue's limit); it takes ~3 min on 2 cores
-# A short unspeech training on top of the demo settings (later options win).
-TRAIN_OVERRIDES = ["--steps=200", "--max-hours=0.05", "--log-every=50", "--checkpoint-every=100"]
 # local/chain/run_tdnn.sh options (sourced bash): a tiny TDNN-F, one epoch, egs kept for inspection.
 CHAIN_CONF = """\
 use_gpu=false
@@ -77,12 +75,7 @@ def _run_recipe(recipe, env, args, what, deadline):
 @pytest.fixture(scope="module")
 def run(kaldi_root, tmp_path_factory):
     """The recipe, run once: a linked copy of egs/tedlium/s5_unspeech in a temp dir."""
-    need_tools("sox", "espeak-ng")
-    root = tmp_path_factory.mktemp("kaldi_recipe")
-    recipe = linked_recipe(root / "s5_unspeech")
-    train_conf = root / "train_tiny.conf"
-    with open(os.path.join(RECIPE, "conf", "train_demo.conf")) as f:
-        train_conf.write_text(f.read().rstrip("\n") + "\n" + "\n".join(TRAIN_OVERRIDES) + "\n")
+    root, recipe, train_conf = tiny_demo_recipe(tmp_path_factory, "kaldi_recipe")
     chain_conf = root / "chain_tiny.conf"
     chain_conf.write_text(CHAIN_CONF)
     env = kaldi_env(kaldi_root)

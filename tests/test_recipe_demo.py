@@ -8,22 +8,16 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, RECIPE, linked_recipe, need_tools, step_env
+from conftest import REPO, step_env, tiny_demo_recipe
 from utils_py.kaldi import datadir, tables
 from utils_py.tflog import is_tf_line
 
-TRAIN_OVERRIDES = ["--steps=200", "--max-hours=0.05", "--log-every=50", "--checkpoint-every=100"]
 SETS = ("train_sp", "test")
 
 
 @pytest.fixture(scope="module")
 def recipe(tmp_path_factory):
-    need_tools("sox", "espeak-ng")
-    root = tmp_path_factory.mktemp("recipe_demo")
-    recipe = linked_recipe(root / "s5_unspeech")
-    conf = root / "train_tiny.conf"
-    with open(os.path.join(RECIPE, "conf", "train_demo.conf")) as f:
-        conf.write_text(f.read().rstrip("\n") + "\n" + "\n".join(TRAIN_OVERRIDES) + "\n")
+    _, recipe, conf = tiny_demo_recipe(tmp_path_factory, "recipe_demo")
     env = step_env()
     env.pop("KALDI_ROOT", None)   # stages 0-6 need no Kaldi: cmd.sh falls back to run_local.sh
     p = subprocess.run(["./run.sh", "--corpus", "demo", "--demo-size", "tiny", "--nj", "2", "--stop-stage", "6",
