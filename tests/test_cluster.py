@@ -7,6 +7,7 @@ import pytest
 from conftest import REPO, run_cmd
 
 from utils_py.kaldi import datadir
+from utils_py.cluster import methods, pipeline
 from utils_py.cluster.pipeline import ClusterOptions, cluster_utts, cluster_vectors, speaker_ids
 from utils_py.kaldi.tables import MatrixWriter
 from utils_py.log import UnspeechError
@@ -181,7 +182,8 @@ def test_step_edge_cases(tmp_path, case):
     keys = [f"u{i:02d}" for i in range(n)]
     src = vector_dir(tmp_path, keys, X, gold=["g"] * n)
     out = tmp_path / "out"
-    p = run(out, "--utt2spk", str(tmp_path / "gold"), src)
+    fixed = ["--min-cluster-size", "5", "--min-samples", "3"] if case in ("few", "all_outliers") else []
+    p = run(out, "--utt2spk", str(tmp_path / "gold"), *fixed, src)
     assert p.returncode == 0, p.stderr
     utt2spk = datadir.read_table(str(out / "utt2spk"))
     if case == "identical":
@@ -253,10 +255,12 @@ def test_failed_rerun_leaves_nothing_complete(tmp_path):
 
 
 def test_help_lists_defaults():
-    p = run_cmd([SH, "--help"])
-    assert p.returncode == 0 and "--max-exact <n>           (20000)" in p.stdout
+    p = run_cmd([SH, "--help"])           # the wrapper's job options, then the Python step's options
+    assert p.returncode == 0 and "--cmd <cmd>" in p.stdout and "--max-exact" in p.stdout
+    assert "(default: 20000)" in p.stdout and "{hdbscan,spectral,ahc}" in p.stdout
     p = run_cmd([PY, "--help"])
     assert p.returncode == 0 and "--outliers" in p.stdout and "(default: own)" in p.stdout
+    assert f"spectral {pipeline.EXACT_LIMITS['spectral']}, ahc {pipeline.EXACT_LIMITS['ahc']}" in p.stdout
 
 
 # --- the BLAS minimum spanning tree ---------------------------------------
@@ -303,8 +307,8 @@ def test_blas_labels_equal_hdbscan_boruvka_on_clustered_data():
     import hdbscan
     keys, X, gold = blobs(n_per=60, k=8, dim=40, noise=0.6, seed=3)
     Xp = prepare_vectors_for_test(X)
-    ours = cluster_vectors(X, ClusterOptions(algorithm="blas")).labels
-    lib = cluster_vectors(X, ClusterOptions(algorithm="boruvka_kdtree")).labels
+    ours = cluster_vectors(X, ClusterOptions(algorithm="blas", min_cluster_size=5, min_samples=3)).labels
+    lib = cluster_vectors(X, ClusterOptions(algorithm="boruvka_kdtree", min_cluster_size=5, min_samples=3)).labels
     ref = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=3, algorithm="boruvka_kdtree").fit_predict(Xp)
     assert np.array_equal(lib, ref)
     assert cluster_scores(ours, ref)["ari"] == pytest.approx(1.0)
@@ -319,3 +323,168 @@ def test_blas_needs_euclidean():
     with pytest.raises(UnspeechError, match="euclidean"):
         ClusterOptions(metric="manhattan", algorithm="blas").check()
     ClusterOptions(metric="manhattan").check()  # the default (hdbscan's boruvka_kdtree) takes any metric
+
+
+# --- methods that choose the number of speakers ---------------------------
+
+UNEVEN_SIZES = (300, 200, 150, 40, 3, 2, 3, 2)
+
+
+def uneven(seed, noise=0.3, dim=30):
+    """Speakers of hundreds of utterances next to speakers of 2-3 (UNEVEN_SIZES)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(UNEVEN_SIZES), dim))
+    labels = np.repeat(np.arange(len(UNEVEN_SIZES)), UNEVEN_SIZES)
+    return (centres[labels] + noise * rng.normal(size=(len(labels), dim))).astype(np.float32), labels
+
+
+def own_speakers(result):
+    """Cluster labels with every outlier its own speaker (as the step writes utt2spk)."""
+    return np.where(result.labels < 0, -1 - np.arange(len(result.labels)), result.labels)
+
+
+def pure_and_whole(found, gold, speaker) -> bool:
+    """All utterances of ``speaker`` in one found cluster that holds nothing else."""
+    mine = found[gold == speaker]
+    return len(set(mine)) == 1 and (found == mine[0]).sum() == len(mine)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ahc_finds_every_speaker_of_uneven_sizes(seed):
+    X, gold = uneven(seed)
+    result = cluster_vectors(X, ClusterOptions(method="ahc"))
+    assert result.num_clusters == len(UNEVEN_SIZES) and result.num_outliers == 0
+    assert cluster_scores(gold, result.labels)["ari"] == pytest.approx(1.0)
+    assert 0 < result.choice["threshold"] < 1 and "P(same" in result.choice["rule"]
+
+
+def mostly_found(found, gold, speaker, whole=0.95, pure=0.95) -> bool:
+    """``speaker``'s largest found cluster holds >= ``whole`` of its utterances and is >= ``pure`` pure."""
+    mine = found[gold == speaker]
+    values, counts = np.unique(mine, return_counts=True)
+    top = values[np.argmax(counts)]
+    return counts.max() >= whole * len(mine) and counts.max() >= pure * (found == top).sum()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hdbscan_auto_on_uneven_speakers(seed):
+    """Measured: the big speakers come out (almost) whole; a 2-3 utterance speaker ends as outliers
+    (own speakers) or now and then inside a big cluster."""
+    X, gold = uneven(seed)
+    result = cluster_vectors(X, ClusterOptions(method="hdbscan"))      # both settings automatic
+    found = own_speakers(result)
+    assert all(mostly_found(found, gold, spk) for spk, size in enumerate(UNEVEN_SIZES) if size >= 40)
+    assert 4 <= result.num_clusters <= len(UNEVEN_SIZES) and cluster_scores(gold, found)["ari"] > 0.99
+    grid = result.choice["grid"]
+    assert len(grid) == len(ClusterOptions().hdbscan_grid())
+    chosen = max(grid, key=lambda r: r["dbcv"])
+    assert (chosen["min_cluster_size"], chosen["min_samples"]) == (result.choice["min_cluster_size"],
+                                                                   result.choice["min_samples"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spectral_on_uneven_speakers(seed):
+    """Measured: spectral's neighbour graph links a speaker of 2-3 utterances to others, so the
+    tiny speakers join a neighbour (4-6 clusters of 8 speakers); the big ones come out (almost) whole."""
+    X, gold = uneven(seed)
+    result = cluster_vectors(X, ClusterOptions(method="spectral"))
+    assert 4 <= result.num_clusters < len(UNEVEN_SIZES) and result.num_outliers == 0
+    assert all(mostly_found(result.labels, gold, spk, pure=0.85) for spk, size in enumerate(UNEVEN_SIZES)
+               if size >= 40)
+    assert cluster_scores(gold, result.labels)["ari"] > 0.98
+    assert result.choice["count"] == result.num_clusters
+
+
+@pytest.mark.parametrize("method", ["spectral", "ahc", "hdbscan"])
+def test_each_method_counts_even_speakers(method):
+    keys, X, gold = blobs(n_per=30, k=7, noise=0.3, seed=3)
+    result = cluster_vectors(X, ClusterOptions(method=method))
+    assert result.num_clusters == 7 and result.num_outliers == 0
+    assert cluster_scores(gold, result.labels)["ari"] == pytest.approx(1.0)
+
+
+def _mixture(rng, n, weight, different, same):
+    """Cosine scores whose Fisher z is a known two-Gaussian mixture; (scores, true P=0.5 point)."""
+    is_same = rng.random(n) < weight
+    z = np.where(is_same, rng.normal(*same, n), rng.normal(*different, n))
+    grid = np.linspace(different[0], same[0], 100001)
+    log_ratio = (np.log(weight) - 0.5 * ((grid - same[0]) / same[1]) ** 2 - np.log(same[1])
+                 - np.log(1 - weight) + 0.5 * ((grid - different[0]) / different[1]) ** 2 + np.log(different[1]))
+    return np.tanh(z), float(np.tanh(grid[np.flatnonzero(log_ratio > 0)[0]]))
+
+
+@pytest.mark.parametrize("weight,different,same", [(0.05, (0.0, 0.3), (1.5, 0.4)),
+                                                   (0.02, (0.0, 0.4), (2.0, 0.5)),
+                                                   (0.05, (-0.1, 0.2), (0.8, 0.3))])
+def test_threshold_rule_finds_the_posterior_crossing_of_a_known_mixture(weight, different, same):
+    rng = np.random.default_rng(0)
+    scores, truth = _mixture(rng, 200_000, weight, different, same)
+    best = np.tanh(rng.normal(*same, 500))
+    t, info = methods.mixture_threshold(scores, best)
+    assert abs(t - truth) < 0.05, (t, truth)
+    assert info["same_weight"] == pytest.approx(weight, abs=0.02)
+    assert info["fisher_z"]["same"][0] == pytest.approx(same[0], abs=0.1)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_threshold_rule_without_same_speaker_pairs_says_so(seed):
+    """One Gaussian only: EM still fits a same-speaker tail (measured: 1-12 % of the pairs above
+    the threshold), but P(same) never reaches 0.5 and the rule says so in scores.json."""
+    z = np.random.default_rng(seed).normal(0.0, 0.3, 100_000)
+    t, info = methods.mixture_threshold(np.tanh(z), np.tanh(np.sort(z)[-300:]))
+    assert info["rule"].startswith("P(same | score) < 0.5 between the means")
+    assert t > np.tanh(0.3)                            # above the bulk: median + 1 std
+
+
+def test_threshold_rule_on_vectors_and_tiny_input():
+    X, gold = uneven(0)
+    S = methods.cosine_scores(pipeline.prepare_vectors(X))
+    t, info = methods.same_different_threshold(S)
+    i, j = np.triu_indices(len(X), k=1)
+    same = gold[i] == gold[j]
+    assert np.median(S[i, j][same]) > t > S[i, j][~same].max()   # separable: no different pair above
+    assert methods.same_different_threshold(S[:2, :2])[0] == 0.5
+
+
+def test_method_size_limit_two_stage_and_log(monkeypatch, caplog):
+    monkeypatch.setitem(pipeline.EXACT_LIMITS, "ahc", 100)
+    keys, X, gold = blobs(n_per=60, k=4)
+    with caplog.at_level("INFO", logger="cluster"):
+        result = cluster_vectors(X, ClusterOptions(method="ahc"))
+    assert result.sample_size == 100 and result.num_clusters == 4
+    assert cluster_scores(gold, result.labels)["ari"] > 0.95
+    lines = [r.getMessage() for r in caplog.records if "two-stage" in r.getMessage()]
+    assert len(lines) == 1 and "--method ahc is O(n^2)" in lines[0] and "100 of 240" in lines[0]
+    assert cluster_vectors(X, ClusterOptions(method="ahc", max_exact=50)).sample_size == 50   # the smaller wins
+
+
+def test_step_method_and_threshold_pass_through(tmp_path):
+    keys, X, gold = blobs(n_per=20, k=4)
+    src = vector_dir(tmp_path, keys, X, gold)
+    p = run(tmp_path / "ahc", "--method", "ahc", "--threshold", "0.5", "--plot", "false",
+            "--utt2spk", str(tmp_path / "gold"), src)
+    assert p.returncode == 0, p.stderr
+    s = scores(tmp_path / "ahc")
+    assert s["method"] == "ahc" and s["choice"]["threshold"] == 0.5 and s["choice"]["rule"] == "--threshold given"
+    assert s["ari"] == pytest.approx(1.0) and "method ahc: threshold 0.500" in p.stdout
+    p = run(tmp_path / "sp", "--config", str(_conf(tmp_path, "--method=spectral")), "--plot", "false",
+            "--utt2spk", str(tmp_path / "gold"), src)
+    assert p.returncode == 0, p.stderr
+    s = scores(tmp_path / "sp")
+    assert s["method"] == "spectral" and s["choice"]["count"] == 4 and len(s["choice"]["grid"]) > 3
+
+
+def _conf(tmp_path, *lines):
+    path = tmp_path / "cluster.conf"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("args,words", [(["--method", "kmeans"], ["--method", "kmeans"]),
+                                        (["--threshold", "2"], ["--threshold", "[-1, 1]"]),
+                                        (["--min-cluster-size", "1"], ["--min-cluster-size", ">= 2"])])
+def test_bad_method_options_one_line(tmp_path, args, words):
+    keys, X, _ = blobs(n_per=5, k=2)
+    src = vector_dir(tmp_path, keys, X)
+    _one_line_error(run(tmp_path / "out", *args, src), *words)
+    assert not (tmp_path / "out" / "utt2spk").exists()

@@ -1,8 +1,17 @@
-"""Cluster utterance vectors into pseudo-speakers with HDBSCAN.
+"""Cluster utterance vectors into pseudo-speakers.
 
 Pipeline (``cluster_vectors``): optional global-mean subtraction (Kaldi's
 ``ivector-subtract-global-mean``), L2 length normalisation, optional PCA, then
-HDBSCAN (min_cluster_size, min_samples, metric).  By default this is
+one of the methods (``--method``):
+
+- ``hdbscan`` (the original's): min_cluster_size / min_samples as given; where
+  either is 0 (auto) the best of a small grid by DBCV (``methods.hdbscan_grid``);
+- ``spectral``: count from the normalised maximum eigengap (``methods.spectral_labels``);
+- ``ahc``: average-linkage cosine AHC stopped at a threshold from the scores'
+  own same/different mixture, or ``--threshold`` (``methods.ahc_labels``).
+
+What was chosen and why is ``ClusterResult.choice`` (scores.json ``choice``).
+HDBSCAN's spanning tree: by default
 ``hdbscan.HDBSCAN(algorithm='boruvka_kdtree')`` (any kd-tree metric), as in the
 original unspeech.  ``algorithm="blas"`` builds the same minimum spanning tree
 (same total weight) from matrix products instead -- 4-6x faster in 100 dims,
@@ -10,6 +19,8 @@ euclidean only -- and lets hdbscan's own code select the clusters; where the
 distances tie, the two may break ties differently.
 Above ``max_exact`` utterances a seeded sample of ``max_exact`` is clustered
 and every other utterance goes to its nearest cluster centroid (two-stage).
+The O(n^2)-memory / O(n^3) methods have their own limit (``EXACT_LIMITS``):
+above it they run two-stage on a sample of that size, and say so in the log.
 
 Outliers (HDBSCAN label -1):
 
@@ -41,7 +52,7 @@ import time
 import numpy as np
 
 from utils_py.kaldi import datadir
-from utils_py.cluster import scoring
+from utils_py.cluster import methods, scoring
 from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, read_json_or_none, require_file
 from utils_py.log import UnspeechError
 from utils_py.extract.utt_vectors import read_utt_vectors, vector_source
@@ -50,14 +61,19 @@ METRICS = ("euclidean", "manhattan", "chebyshev")   # what boruvka_kdtree suppor
 ALGORITHMS = ("blas", "boruvka_kdtree")
 OUTLIER_MODES = ("own", "nearest")
 MODES = ("cluster", "samedifferent")
+CLUSTER_METHODS = ("hdbscan", "spectral", "ahc")
+# most utterances each method clusters at once (its own cost), above: two-stage on a sample
+EXACT_LIMITS = {"spectral": 5000, "ahc": 10000, "hdbscan-auto": 5000}
 SPEAKER_PREFIX = "unspk"
 _PCA_FIT_ROWS = 100_000
 
 
 @dataclasses.dataclass
 class ClusterOptions:
-    min_cluster_size: int = 5
-    min_samples: int = 3
+    method: str = "hdbscan"
+    min_cluster_size: int = 0   # 0 = auto (grid, DBCV)
+    min_samples: int = 0        # 0 = auto (grid, DBCV)
+    threshold: float = None     # ahc: cosine score to stop merging; None = from the score distribution
     metric: str = "euclidean"
     algorithm: str = "boruvka_kdtree"  # hdbscan's own; blas: same exact MST from matrix products (euclidean)
     outliers: str = "own"
@@ -69,10 +85,14 @@ class ClusterOptions:
     num_threads: int = 1
 
     def check(self):
-        if self.min_cluster_size < 2:
-            raise UnspeechError(f"--min-cluster-size must be >= 2, got {self.min_cluster_size}")
-        if self.min_samples < 1:
-            raise UnspeechError(f"--min-samples must be >= 1, got {self.min_samples}")
+        if self.method not in CLUSTER_METHODS:
+            raise UnspeechError(f"--method must be one of {' '.join(CLUSTER_METHODS)}, got {self.method}")
+        if self.min_cluster_size == 1 or self.min_cluster_size < 0:
+            raise UnspeechError(f"--min-cluster-size must be >= 2 or 0 (auto), got {self.min_cluster_size}")
+        if self.min_samples < 0:
+            raise UnspeechError(f"--min-samples must be >= 1 or 0 (auto), got {self.min_samples}")
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise UnspeechError(f"--threshold must be a cosine score in [-1, 1] or auto, got {self.threshold}")
         if self.metric not in METRICS:
             raise UnspeechError(f"--metric must be one of {' '.join(METRICS)}, got {self.metric}")
         if self.algorithm not in ALGORITHMS:
@@ -84,9 +104,24 @@ class ClusterOptions:
             raise UnspeechError(f"--outliers must be own or nearest, got {self.outliers}")
         if self.pca_dim < 0 or self.max_exact < 0:
             raise UnspeechError("--pca-dim and --max-exact must be >= 0")
-        if 0 < self.max_exact < self.min_cluster_size:
+        if 0 < self.max_exact < max(2, self.min_cluster_size):
             raise UnspeechError(f"--max-exact {self.max_exact} is below --min-cluster-size {self.min_cluster_size}")
         return self
+
+    @property
+    def auto_hdbscan(self) -> bool:
+        return self.method == "hdbscan" and not (self.min_cluster_size and self.min_samples)
+
+    def exact_limit(self) -> int:
+        """Most utterances clustered at once (0 = no limit): --max-exact, capped by the method's cost."""
+        own = EXACT_LIMITS.get("hdbscan-auto" if self.auto_hdbscan else self.method, 0)
+        return min(x for x in (self.max_exact, own) if x) if (self.max_exact or own) else 0
+
+    def hdbscan_grid(self) -> list:
+        """(min_cluster_size, min_samples) pairs to try: the given value, else the grid's."""
+        sizes = [self.min_cluster_size] if self.min_cluster_size else methods.HDBSCAN_SIZES
+        samples = [self.min_samples] if self.min_samples else methods.HDBSCAN_SAMPLES
+        return [(a, b) for a in sizes for b in samples if self.min_samples or b <= a]
 
 
 @dataclasses.dataclass
@@ -96,6 +131,7 @@ class ClusterResult:
     num_clusters: int
     sample_size: int            # rows clustered by HDBSCAN (n unless two-stage)
     note: str = ""              # why no clustering happened, if so
+    choice: dict = dataclasses.field(default_factory=dict)   # method, what it chose and why
 
     @property
     def num_outliers(self) -> int:
@@ -127,24 +163,56 @@ def reduce_dim(X, pca_dim: int, seed: int = 0) -> np.ndarray:
     return pca.transform(X).astype(np.float32)
 
 
-def hdbscan_labels(X, opts: ClusterOptions):
+def hdbscan_labels(X, opts: ClusterOptions, min_cluster_size: int = None, min_samples: int = None):
     """HDBSCAN labels of all rows of ``X`` (-1 = outlier), with the edge cases handled.
 
+    ``min_cluster_size``/``min_samples`` default to ``opts``' (which must not be 0 then).
     Returns ``(labels, note)``; ``note`` says why HDBSCAN was not run, else "".
     """
+    mcs = min_cluster_size or opts.min_cluster_size
     n = len(X)
-    if n < opts.min_cluster_size:
-        return np.full(n, -1), f"{n} utterance(s) < --min-cluster-size {opts.min_cluster_size}: no cluster can form"
+    if n < mcs:
+        return np.full(n, -1), f"{n} utterance(s) < --min-cluster-size {mcs}: no cluster can form"
     if np.ptp(X, axis=0).max() == 0:
         return np.zeros(n, dtype=np.int64), "all vectors identical: one cluster"
-    min_samples = min(opts.min_samples, n - 1)
+    min_samples = min(min_samples or opts.min_samples, n - 1)
     if opts.algorithm == "blas":
-        return hdbscan_from_mst(mutual_reachability_mst(X, min_samples), opts.min_cluster_size), ""
+        return hdbscan_from_mst(mutual_reachability_mst(X, min_samples), mcs), ""
     import hdbscan
     clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=opts.min_cluster_size, min_samples=min_samples,
+        min_cluster_size=mcs, min_samples=min_samples,
         metric=opts.metric, algorithm="boruvka_kdtree", core_dist_n_jobs=opts.num_threads)
     return clusterer.fit_predict(np.asarray(X, dtype=np.float64)).astype(np.int64), ""
+
+
+def method_labels(X, opts: ClusterOptions):
+    """Labels of all rows of prepared ``X`` by ``opts.method``: ``(labels, note, choice)``.
+
+    ``choice``: the method, what it chose (count, threshold, grid point) and why.
+    """
+    n = len(X)
+    choice = {"method": opts.method}
+    if opts.method == "hdbscan" and not opts.auto_hdbscan:
+        labels, note = hdbscan_labels(X, opts)
+        choice.update(rule="--min-cluster-size and --min-samples given",
+                      min_cluster_size=opts.min_cluster_size, min_samples=opts.min_samples)
+        return labels, note, choice
+    if n >= 2 and np.ptp(X, axis=0).max() == 0:
+        return np.zeros(n, dtype=np.int64), "all vectors identical: one cluster", choice
+    if opts.method == "hdbscan":
+        grid = opts.hdbscan_grid()
+        if n < min(a for a, _ in grid):
+            return hdbscan_labels(X, opts, min(a for a, _ in grid), 1) + (choice,)
+        labels, info = methods.hdbscan_grid(X, lambda Y, a, b: hdbscan_labels(Y, opts, a, b)[0], grid,
+                                            opts.metric)
+    elif n < 2:
+        return np.full(n, -1), f"{n} utterance(s): nothing to cluster", choice
+    elif opts.method == "spectral":
+        labels, info = methods.spectral_labels(X, seed=opts.seed)
+    else:
+        labels, info = methods.ahc_labels(X, opts.threshold, opts.seed)
+    choice.update(info)
+    return labels, "", choice
 
 
 # --- exact HDBSCAN for the euclidean metric, with BLAS ------------------------
@@ -376,19 +444,24 @@ def _cluster_vectors(X, opts, log):
     X = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
     X = reduce_dim(X, opts.pca_dim, opts.seed)
     n = len(X)
-    two_stage = bool(opts.max_exact) and n > opts.max_exact
+    limit = opts.exact_limit()
+    two_stage = bool(limit) and n > limit
     if two_stage:
         rng = np.random.default_rng(opts.seed)
-        sample = np.sort(rng.choice(n, opts.max_exact, replace=False))
-        log.info(f"two-stage: clustering a seeded sample of {len(sample)} of {n} utterances (--max-exact)")
+        sample = np.sort(rng.choice(n, limit, replace=False))
+        why = "--max-exact" if limit == opts.max_exact else (
+            f"--method {opts.method}{' with automatic settings' if opts.auto_hdbscan else ''} "
+            f"is O(n^2) or worse: at most {limit} utterances at once")
+        log.info(f"two-stage: clustering a seeded sample of {len(sample)} of {n} utterances ({why}); "
+                 f"the others go to the nearest cluster centroid")
     else:
         sample = np.arange(n)
-    sample_labels, note = hdbscan_labels(X[sample], opts)
-    num_clusters = int(sample_labels.max()) + 1
+    sample_labels, note, choice = method_labels(X[sample], opts)
+    num_clusters = int(sample_labels.max()) + 1 if len(sample_labels) else 0
     if num_clusters == 0:
-        note = note or "HDBSCAN found no cluster"
+        note = note or f"{opts.method} found no cluster"
         return ClusterResult(np.full(n, -1), np.ones(n, bool), 0, len(sample),
-                             note + ": every utterance is its own speaker")
+                             note + ": every utterance is its own speaker", choice)
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = sample_labels
     C = centroids(X[sample], sample_labels)
@@ -402,7 +475,7 @@ def _cluster_vectors(X, opts, log):
     is_outlier = labels < 0
     if opts.outliers == "nearest" and is_outlier.any():
         labels[is_outlier] = nearest_centroid(X[is_outlier], C, opts.metric)[0]
-    return ClusterResult(labels, is_outlier, num_clusters, len(sample), note)
+    return ClusterResult(labels, is_outlier, num_clusters, len(sample), note, choice)
 
 
 def cluster_radii(X, labels, C, metric: str = "euclidean") -> np.ndarray:
@@ -602,7 +675,8 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
         stats.update({"num_clusters": result.num_clusters, "num_outliers": result.num_outliers,
                       "num_speakers": len(set(utt2spk.values())), "sample_size": result.sample_size,
                       "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-                      "smallest_cluster": int(sizes[sizes > 0].min()) if sizes.any() else 0})
+                      "smallest_cluster": int(sizes[sizes > 0].min()) if sizes.any() else 0,
+                      "method": opts.method, "choice": result.choice})
         if gold_labels is not None:
             stats.update(scoring.cluster_scores(gold_labels, [utt2spk[k] for k in keys]))
         with atomic_write(path("clusters.txt")) as f:
@@ -631,6 +705,7 @@ def summary_lines(stats: dict) -> list:
         lines.append(f"{stats['num_utts']} utterances -> {stats['num_speakers']} speakers: "
                      f"{stats['num_clusters']} clusters (sizes {stats['smallest_cluster']}..{stats['largest_cluster']})"
                      f" + {stats['num_outliers']} outliers ({stats['options']['outliers']})")
+        lines.append(choice_line(stats.get("choice", {})))
     if "num_gold_speakers" in stats:
         if "ari" in stats:
             lines.append(f"against {stats['num_gold_speakers']} gold speakers: ARI {stats['ari']:.4f}  "
@@ -643,3 +718,18 @@ def summary_lines(stats: dict) -> list:
         else:
             lines.append("same/different trials: no EER (gold has only one speaker or only singletons)")
     return lines
+
+
+def choice_line(choice: dict) -> str:
+    """What the method chose and why, in one line."""
+    method = choice.get("method", "?")
+    if "threshold" in choice:
+        what = f"threshold {choice['threshold']:.3f}"
+    elif "count" in choice:
+        what = f"{choice['count']} clusters (p = {choice['neighbours']} neighbours)"
+    elif "min_cluster_size" in choice:
+        what = f"min_cluster_size {choice['min_cluster_size']}, min_samples {choice['min_samples']}"
+        what += f" (DBCV {choice['dbcv']:.3f})" if "dbcv" in choice else ""
+    else:
+        what = "-"
+    return f"method {method}: {what}; {choice.get('rule', '')}"
