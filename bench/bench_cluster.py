@@ -37,6 +37,9 @@ from utils_py.cluster.scoring import cluster_scores  # noqa: E402
 from utils_py.extract.utt_vectors import write_utt_vectors  # noqa: E402
 
 
+FIXED = dict(min_cluster_size=5, min_samples=3)   # HDBSCAN as measured here (the step's default is automatic)
+
+
 def gaussian_mixture(n, k, dim=100, noise=1.0, seed=0):
     """``(X float32 (n, dim), labels)``: k unit-norm centres, lognormal sizes, noise of norm ~``noise``."""
     rng = np.random.default_rng(seed)
@@ -85,7 +88,8 @@ def run_step(X, labels, work, opts, threads):
     env = dict(os.environ, PYTHONPATH=REPO, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     start = time.time()
     p = subprocess.run([os.path.join(REPO, "steps_unspeech", "cluster_utts.sh"), "--num-threads", str(threads),
-                        "--max-exact", str(opts.max_exact), "--utt2spk", os.path.join(work, "gold"), vec, out],
+                        "--max-exact", str(opts.max_exact), "--min-cluster-size", str(opts.min_cluster_size),
+                        "--min-samples", str(opts.min_samples), "--utt2spk", os.path.join(work, "gold"), vec, out],
                        env=env, capture_output=True, text=True)
     seconds = time.time() - start
     if p.returncode != 0:
@@ -156,21 +160,21 @@ def main():
     for n in ints(args.sizes):
         k = clusters_for(n)
         X = labels = None
-        base = ClusterOptions(num_threads=args.threads, max_exact=args.max_exact, seed=args.seed)
+        base = ClusterOptions(**FIXED, num_threads=args.threads, max_exact=args.max_exact, seed=args.seed)
         cases = [("two-stage %d" % args.max_exact if n > args.max_exact else "exact", base, "lib")]
         if n in ints(args.exact_sizes) and n > args.max_exact:
-            cases.append(("exact", ClusterOptions(num_threads=args.threads, max_exact=0), "lib"))
+            cases.append(("exact", ClusterOptions(**FIXED, num_threads=args.threads, max_exact=0), "lib"))
         if n in ints(args.exact_sizes):
             for m in ints(args.other_max_exact):
                 if n > m and m != args.max_exact:
-                    cases.append((f"two-stage {m}", ClusterOptions(num_threads=args.threads, max_exact=m,
+                    cases.append((f"two-stage {m}", ClusterOptions(**FIXED, num_threads=args.threads, max_exact=m,
                                                                    seed=args.seed), "lib"))
         if n in ints(args.library_sizes):
             cases.append(("exact, hdbscan boruvka_kdtree", ClusterOptions(
-                num_threads=args.threads, max_exact=0, algorithm="boruvka_kdtree"), "lib"))
+                **FIXED, num_threads=args.threads, max_exact=0, algorithm="boruvka_kdtree"), "lib"))
         if n in ints(args.pca_sizes):
             for d in ints(args.pca_dims):
-                cases.append((f"pca {d}, " + cases[0][0], ClusterOptions(num_threads=args.threads,
+                cases.append((f"pca {d}, " + cases[0][0], ClusterOptions(**FIXED, num_threads=args.threads,
                               max_exact=args.max_exact, pca_dim=d), "lib"))
         if n in ints(args.step_sizes):
             cases.append(("step, " + cases[0][0], base, "step"))
