@@ -13,7 +13,8 @@ imports nothing heavy -- TensorFlow is loaded only by ``model``/``train``/``extr
 - ``corpora``   -- corpus preparation: demo (generated), FSDD, TED-LIUM, Common Voice
 
 Shared by all: ``log`` (logging, ``UnspeechError``), ``fileio`` (atomic writes, locks,
-stale temps), ``cli`` (the step scripts' option parsing).
+the stale-temp cleaner), ``stamp`` (the "complete and current" marker of every step's
+output), ``cli`` (the step scripts' option parsing: every option, its default and range).
 """
 __version__ = "0.1.0"
 

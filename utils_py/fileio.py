@@ -61,18 +61,27 @@ def atomic_write(path: str, mode: str = "w", encoding: str = "utf-8"):
 
 
 def remove_stale_temps(path: str) -> None:
-    """Remove temp files of ``path`` (:func:`temp_name`) left by writers that were killed.
+    """Remove temps of ``path`` left by writers that were killed: the one stale-temp cleaner.
 
-    Only temps of processes that no longer exist are removed: a live writer is never
-    disturbed.  Call it before rewriting ``path`` in a step that can be SIGKILLed.
+    Temps are :func:`temp_name` files of :func:`atomic_write` and the temp dirs (and
+    their ``.old``) of :func:`building_dir`.  Only temps of processes that no longer
+    exist are removed: a live writer is never disturbed.  Call it before rewriting
+    ``path`` in a step that can be SIGKILLed (``stamp.clear`` does).
     """
+    import re
+    import shutil
     d, base = os.path.split(os.path.abspath(path))
-    prefix = f".{base}.tmp."
+    pattern = re.compile(rf"\.{re.escape(base)}\.tmp\.(\d+)(\.old)?")
     for name in os.listdir(d) if os.path.isdir(d) else ():
-        pid = name[len(prefix):]
-        if name.startswith(prefix) and pid.isdigit() and not _process_exists(int(pid)):
+        m = pattern.fullmatch(name)
+        if not m or _process_exists(int(m.group(1))):
+            continue
+        temp = os.path.join(d, name)
+        if os.path.isdir(temp) and not os.path.islink(temp):
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
             with contextlib.suppress(FileNotFoundError):
-                os.remove(os.path.join(d, name))
+                os.remove(temp)
 
 
 @contextlib.contextmanager
@@ -86,15 +95,11 @@ def building_dir(out_dir: str, marker: str = None):
         with building_dir("data/local/dict", marker="lexicon.txt") as tmp:
             write_files(tmp)
     """
-    import re
     import shutil
     out_dir = os.path.abspath(out_dir)
     parent, base = os.path.split(out_dir)
     ensure_dir(parent)
-    for name in os.listdir(parent):
-        m = re.fullmatch(rf"\.{re.escape(base)}\.tmp\.(\d+)(\.old)?", name)
-        if m and not _process_exists(int(m.group(1))):
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    remove_stale_temps(out_dir)
     if os.path.lexists(out_dir):
         if not os.path.isdir(out_dir):
             raise UnspeechError(f"not a directory: {out_dir}")

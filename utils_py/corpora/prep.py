@@ -1,8 +1,8 @@
 """What the corpus preparation scripts (demo, FSDD, TED-LIUM, Common Voice) share: data dirs with a ``.done`` marker.
 
-A prepared data dir ends with ``<dir>/.done`` holding one settings line (what
-made it and with which options).  A rerun with the same settings finds it and
-does nothing; other settings give a clear error instead of mixing two corpora::
+A prepared data dir ends with ``<dir>/.done``, a stamp (utils_py.stamp) of its settings
+line (what made it and with which options), written last.  A rerun with the same settings
+finds it and does nothing; other settings give a clear error instead of mixing two corpora::
 
     from utils_py.corpora import prep
 
@@ -15,7 +15,8 @@ import dataclasses
 import os
 
 from utils_py.kaldi import datadir
-from utils_py.fileio import atomic_write_text, ensure_dir
+from utils_py import stamp
+from utils_py.fileio import ensure_dir
 from utils_py.log import UnspeechError
 
 DONE = ".done"
@@ -30,52 +31,58 @@ class Utterance:
     seconds: float
 
 
+def _signature(settings: str) -> dict:
+    return stamp.signature(options={"settings": settings.strip()})
+
+
+def _settings_of(path: str):
+    """The settings line a stamp was made with; a plain line of an older version counts too."""
+    data = stamp.read(path)
+    if data is not None:
+        return (data["signature"].get("options") or {}).get("settings")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    return None
+
+
+def _check_settings(path: str, settings: str, what: str, fix: str) -> bool:
+    """True if the stamp at ``path`` has ``settings``, False if absent; UnspeechError if other settings."""
+    have = _settings_of(path)
+    if have is not None and have != settings.strip():
+        raise UnspeechError(f"{what} made with other settings ({have}; now {settings.strip()}); {fix}")
+    return have is not None
+
+
 def all_done(data_dirs, settings: str) -> bool:
-    """True if every dir has a ``.done`` marker with ``settings``.
+    """True if every dir has a ``.done`` stamp of ``settings``.
 
     Raises UnspeechError if one was made with other settings.
     """
-    done = True
-    for d in data_dirs:
-        marker = os.path.join(d, DONE)
-        if not os.path.isfile(marker):
-            done = False
-            continue
-        with open(marker, encoding="utf-8") as f:
-            have = f.read().strip()
-        if have != settings.strip():
-            raise UnspeechError(
-                f"{d} was made with other settings ({have}; now {settings.strip()}); remove it "
-                f"(and what was made from it under exp/) or use another data root")
-    return done
+    done = [_check_settings(os.path.join(d, DONE), settings, f"{d} was",
+                            "remove it (and what was made from it under exp/) or use another data root")
+            for d in data_dirs]
+    return all(done)
 
 
 def clear_done(data_dir: str) -> None:
-    """Remove the marker before rewriting a dir, so a crash never leaves it looking complete."""
-    marker = os.path.join(data_dir, DONE)
-    if os.path.lexists(marker):
-        os.remove(marker)
+    """Remove the stamp before rewriting a dir, so a crash never leaves it looking complete."""
+    stamp.clear(os.path.join(data_dir, DONE))
 
 
 def mark_done(data_dir: str, settings: str) -> None:
-    atomic_write_text(os.path.join(data_dir, DONE), settings.strip() + "\n")
+    stamp.write(os.path.join(data_dir, DONE), _signature(settings))
 
 
 def claim_wav_dir(wav_dir: str, settings: str) -> None:
-    """Record in ``<wav_dir>/.settings`` what makes its wavs; refuse a dir made with other settings.
+    """Stamp ``<wav_dir>/.settings`` with what makes its wavs; refuse a dir made with other settings.
 
     Existing wavs are reused by a rerun, so they must come from the same settings.
     """
     ensure_dir(wav_dir)
-    stamp = os.path.join(wav_dir, ".settings")
-    if os.path.isfile(stamp):
-        with open(stamp, encoding="utf-8") as f:
-            have = f.read().strip()
-        if have != settings.strip():
-            raise UnspeechError(f"{wav_dir} holds wavs made with other settings ({have}; now {settings.strip()}); "
-                                "remove it or give another wav dir")
-    else:
-        atomic_write_text(stamp, settings.strip() + "\n")
+    path = os.path.join(wav_dir, ".settings")
+    if not _check_settings(path, settings, f"{wav_dir} holds wavs", "remove it or give another wav dir"):
+        stamp.write(path, _signature(settings))
 
 
 def format_seconds(seconds: float) -> str:

@@ -60,7 +60,8 @@ import numpy as np
 from utils_py.kaldi import datadir
 from utils_py.kaldi import tables
 from utils_py.features.feature_set import check_utterance
-from utils_py.fileio import atomic_write_text, ensure_dir, read_json_or_none, require_file
+from utils_py import stamp
+from utils_py.fileio import atomic_write_text, ensure_dir, remove_stale_temps, require_file
 from utils_py.log import UnspeechError, get_logger
 
 _THREADS_SET = []
@@ -264,24 +265,16 @@ def model_files_id(model_dir: str) -> str:
 
 
 def job_signature(model_dir: str, feats_scp: str, opts: dict) -> dict:
-    """What a job's output depends on: model files, options and its exact input list."""
-    with open(require_file(feats_scp, "feats.scp"), "rb") as f:
-        inputs = hashlib.sha1(f.read()).hexdigest()
-    return dict(sorted(opts.items()), model_files=model_files_id(model_dir), inputs=inputs)
+    """What a job's output depends on (its ``.done`` stamp): model files, options and its exact input list."""
+    require_file(feats_scp, "feats.scp")
+    return stamp.signature(contents=[feats_scp], options=dict(opts, model_files=model_files_id(model_dir)))
 
 
 def job_is_done(out_dir: str, job: int, signature: dict) -> bool:
-    """The job's marker matches ``signature`` and its scps exist."""
+    """The job's stamp matches ``signature`` and its scps exist."""
     files = job_files(out_dir, job)
-    want = [files["scp"]] + ([files["vec_scp"]] if signature.get("speaker_vectors") else [])
-    marker = read_json_or_none(files["done"]) or {}
-    return marker.get("signature") == signature and all(os.path.isfile(p) for p in want)
-
-
-def _remove_stale_temps(out_dir, names):
-    for name in os.listdir(out_dir):
-        if any(name.startswith(f".{n}.tmp.") for n in names):
-            os.remove(os.path.join(out_dir, name))
+    want = [files["scp"]] + ([files["vec_scp"]] if signature["options"]["speaker_vectors"] else [])
+    return stamp.is_current(files["done"], signature, want)
 
 
 @functools.lru_cache(maxsize=2)
@@ -352,10 +345,11 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     if job_is_done(out_dir, job, signature):
         log.info(f"job {job}: already done ({files['scp']})")
         return False
-    for stale in (files["done"], files["scp"], files["vec_scp"]):
+    stamp.clear(files["done"])
+    for stale in (files["scp"], files["vec_scp"]):
+        remove_stale_temps(stale)
         if os.path.exists(stale):
             os.remove(stale)
-    _remove_stale_temps(out_dir, [os.path.basename(files["scp"]), os.path.basename(files["vec_scp"])])
     if model is None:
         set_threads(num_threads)
         model = load_model(model_dir)
@@ -378,9 +372,7 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
         if vec_writer:
             vec_writer.abort(e)
         raise
-    marker = {"signature": signature, "model_id": model.model_id, "utterances": n_utts, "rows": n_rows,
-              "dim": ex.dim}
-    atomic_write_text(files["done"], json.dumps(marker, sort_keys=True) + "\n")
+    stamp.write(files["done"], signature, model_id=model.model_id, utterances=n_utts, rows=n_rows, dim=ex.dim)
     log.info(f"job {job}: {n_utts} utterances, {n_rows} rows of dim {ex.dim} -> {files['scp']}")
     return True
 
@@ -408,7 +400,7 @@ def finalize(data_dir: str, model_dir: str, out_dir: str, nj: int, **opts) -> in
         if not job_is_done(out_dir, job, sig):
             raise UnspeechError(f"job {job} of {nj} has not finished with this model and these options (see "
                                 f"{out_dir}/log/extract.{job}.log); rerun to finish it: {out_dir}")
-        model_ids.add(read_json_or_none(job_files(out_dir, job)["done"])["model_id"])
+        model_ids.add(stamp.read(job_files(out_dir, job)["done"])["model_id"])
     if len(model_ids) != 1:
         raise UnspeechError(f"jobs were run with different models ({', '.join(sorted(model_ids))}); "
                             f"rerun to redo them: {out_dir}")

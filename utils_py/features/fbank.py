@@ -20,9 +20,7 @@ Data-directory level (what ``steps_unspeech/make_fbank.sh`` runs)::
     compute_data_dir("data/train/split4utt/1", config, "fbank/raw_fbank_train.1.ark", ...)
     finish_data_dir("data/train", config, ["fbank/raw_fbank_train.1.scp", ...], [...])
 """
-import hashlib
 import os
-import shutil
 from dataclasses import dataclass
 
 import kaldi_native_fbank as knf
@@ -32,6 +30,7 @@ from utils_py.features import audio
 from utils_py.kaldi import datadir
 from utils_py.kaldi import tables
 from utils_py.cli import read_config
+from utils_py import stamp
 from utils_py.fileio import atomic_write_text, remove_stale_temps
 from utils_py.log import UnspeechError, get_logger
 
@@ -242,15 +241,6 @@ class FbankExtractor:
 # ----------------------------------------------------------------------------------------------
 # Data directories: what make_fbank.sh runs (prepare -> one compute per job -> finish).
 
-def _part_outputs_stale(data_dir: str, part_dir: str) -> bool:
-    marker = os.path.join(part_dir, "spk2utt")
-    if not os.path.isfile(marker):
-        return True
-    stamp = os.path.getmtime(marker)
-    return any(os.path.isfile(os.path.join(data_dir, f)) and os.path.getmtime(os.path.join(data_dir, f)) > stamp
-               for f in ("utt2spk", "wav.scp", "segments"))
-
-
 def prepare_data_dir(data_dir: str, config: FbankConfig, nj: int, log=None) -> int:
     """Validate ``data_dir``, check its wav files exist, split it.
 
@@ -273,33 +263,21 @@ def prepare_data_dir(data_dir: str, config: FbankConfig, nj: int, log=None) -> i
     if nj > len(utt2spk):
         log.info(f"only {len(utt2spk)} utterances: using {len(utt2spk)} jobs instead of {nj}")
         nj = len(utt2spk)
-    split_root = os.path.join(data_dir, f"split{nj}utt")
-    if os.path.isdir(split_root) and any(
-            _part_outputs_stale(data_dir, os.path.join(split_root, str(j + 1))) for j in range(nj)):
-        shutil.rmtree(split_root)
-    datadir.split(data_dir, nj, per_utt=True)
+    datadir.split(data_dir, nj, per_utt=True)   # reused while its stamp matches the data dir
     return nj
 
 
-def _fingerprint(part_dir: str, config: FbankConfig, ark: str, compress: bool = True) -> str:
-    """Hash of what a job's output depends on: options (``compress`` included), output path, the
-    part's tables and the size + mtime of every existing file named in its wav.scp (plain entries
-    and pipe arguments)."""
-    h = hashlib.sha256()
-    h.update(config.canonical().encode())
-    h.update(f"--compress={bool(compress)}\n".encode())
-    h.update(os.path.abspath(ark).encode())
-    for name in ("wav.scp", "segments", "utt2spk"):
-        path = os.path.join(part_dir, name)
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                h.update(name.encode() + b"\0" + f.read())
-    for rx in datadir.read_table(os.path.join(part_dir, "wav.scp")).values():
-        for token in rx.split():
-            if os.path.isfile(token):
-                st = os.stat(token)
-                h.update(f"{token} {st.st_size} {st.st_mtime_ns}\n".encode())
-    return h.hexdigest() + "\n"
+def _signature(part_dir: str, config: FbankConfig, ark: str, compress: bool = True) -> dict:
+    """What a job's output depends on (its ``.done`` stamp): options (``compress`` included), output
+    path, the content of the part's tables and the size + mtime of every existing file named in its
+    wav.scp (plain entries and pipe arguments)."""
+    tables_ = [os.path.join(part_dir, name) for name in ("wav.scp", "segments", "utt2spk")
+               if os.path.isfile(os.path.join(part_dir, name))]
+    wavs = [token for rx in datadir.read_table(os.path.join(part_dir, "wav.scp")).values()
+            for token in rx.split() if os.path.isfile(token)]
+    return stamp.signature(files=wavs, contents=tables_,
+                           options={"fbank": config.canonical(), "compress": bool(compress),
+                                    "ark": os.path.abspath(ark)})
 
 
 def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num_frames: str = None,
@@ -307,20 +285,18 @@ def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num
     """Features of every utterance of ``part_dir`` -> ``ark``/``scp`` (+ ``num_frames`` table).
 
     ``compress``: Kaldi's compressed matrices (as Kaldi's make_fbank.sh writes by default),
-    else float32.  With ``done_marker``: skip (return False) when the marker says the same
-    inputs and options were already done; write it last otherwise.
+    else float32.  With ``done_marker``: skip (return False) when that stamp (utils_py.stamp)
+    says the same inputs and options were already done; write it last otherwise.
     """
     log = log or get_logger("compute_fbank")
-    fingerprint = _fingerprint(part_dir, config, ark, compress)
+    sig = _signature(part_dir, config, ark, compress)
     outputs = [p for p in (ark, scp, num_frames) if p]
-    if done_marker and os.path.isfile(done_marker) and all(os.path.isfile(p) for p in outputs):
-        with open(done_marker, encoding="utf-8") as f:
-            if f.read() == fingerprint:
-                log.info(f"already done, skipping: {scp}")
-                return False
-    if done_marker and os.path.exists(done_marker):
-        os.remove(done_marker)
-    for path in outputs + ([done_marker] if done_marker else []):
+    if done_marker and stamp.is_current(done_marker, sig, outputs):
+        log.info(f"already done, skipping: {scp}")
+        return False
+    if done_marker:
+        stamp.clear(done_marker)
+    for path in outputs:
         remove_stale_temps(path)  # of a killed earlier run of this job
     if config["dither"] != 0:
         log.warning(f"--dither={config['dither']:g}: features are random, reruns give other bytes")
@@ -334,7 +310,7 @@ def compute_data_dir(part_dir: str, config: FbankConfig, ark: str, scp: str, num
     if num_frames:
         datadir.write_table(num_frames, frames)
     if done_marker:
-        atomic_write_text(done_marker, fingerprint)
+        stamp.write(done_marker, sig, utterances=len(frames), frames=sum(frames.values()))
     log.info(f"wrote {len(frames)} utterances, {sum(frames.values())} frames: {scp}")
     return True
 

@@ -23,7 +23,8 @@ import os
 
 import numpy as np
 
-from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, require_file
+from utils_py import stamp
+from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, remove_stale_temps, require_file
 from utils_py.kaldi.tables import iter_matrices
 from utils_py.log import UnspeechError
 
@@ -128,24 +129,26 @@ def load_features(spec: str, cache_dir: str = None) -> FeatureSet:
 
 
 def _source_stamp(spec):
+    """What the cache depends on (utils_py.stamp signature): the source file (size + mtime), the format."""
     path = spec.split(":", 1)[1] if spec.startswith(("scp:", "ark:")) else spec
     require_file(path, "feature file")
-    st = os.stat(path)
-    return {"source": os.path.abspath(path), "size": st.st_size, "mtime": st.st_mtime, "version": _CACHE_VERSION}
+    return stamp.signature(files=[path], options={"version": _CACHE_VERSION})
 
 
 def _load_cached(spec, cache_dir):
-    stamp = _source_stamp(spec)
+    source = _source_stamp(spec)
     index_path = os.path.join(cache_dir, "index.json")
     data_path = os.path.join(cache_dir, "data.f32")
     if os.path.isfile(index_path):
         with open(index_path) as f:
             index = json.load(f)
-        if index.get("stamp") == stamp and os.path.isfile(data_path):
+        if index.get("stamp") == source and os.path.isfile(data_path):
             n = int(sum(index["lengths"]))
             data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(n, index["dim"]))
             return FeatureSet(index["keys"], index["lengths"], data, spec)
     ensure_dir(cache_dir)
+    stamp.clear(index_path)   # index.json is the cache's stamp: gone while data.f32 is rewritten
+    remove_stale_temps(data_path)
     keys, lengths, dim, seen = [], [], None, set()
     with atomic_write(data_path, "wb") as f:
         for key, mat in iter_matrices(spec):
@@ -157,6 +160,6 @@ def _load_cached(spec, cache_dir):
             lengths.append(int(mat.shape[0]))
         if not keys:
             raise UnspeechError(f"no utterances in: {spec}")
-    atomic_write_text(index_path, json.dumps({"stamp": stamp, "dim": dim, "keys": keys, "lengths": lengths}))
+    atomic_write_text(index_path, json.dumps({"stamp": source, "dim": dim, "keys": keys, "lengths": lengths}))
     data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(int(sum(lengths)), dim))
     return FeatureSet(keys, lengths, data, spec)

@@ -21,7 +21,9 @@ Usage::
     parts = datadir.split("data/train", 4)                 # data/train/split4/{1..4}
 """
 import os
+import shutil
 
+from utils_py import stamp
 from utils_py.fileio import atomic_write, ensure_dir, kaldi_bytes, open_text
 from utils_py.log import UnspeechError
 
@@ -187,7 +189,7 @@ def filter_dir(src: str, dst: str, utts) -> None:
         elif not name.startswith("."):
             with open(sp, "rb") as f, atomic_write(dp, "wb") as g:
                 g.write(f.read())
-    # spk2utt last: split() takes a part with an up-to-date spk2utt as complete.
+    # spk2utt last: a part without it is incomplete.
     write_table(os.path.join(dst, "spk2utt"), spk2utt_from_utt2spk(utt2spk))
 
 
@@ -196,7 +198,8 @@ def split(data_dir: str, nj: int, per_utt: bool = False) -> list:
 
     By default whole speakers go to one part (contiguous in sorted order,
     balanced by utterance count); ``per_utt=True`` splits utterances evenly.
-    Parts are reused when they are newer than ``utt2spk``.  Returns their paths.
+    Parts are reused while their stamp (``<split-dir>/.done``, utils_py.stamp) matches the
+    data dir's files (size + mtime); otherwise the split dir is rebuilt.  Returns their paths.
     """
     utt2spk = read_table(os.path.join(data_dir, "utt2spk"))
     units = ([[u] for u in utt2spk] if per_utt else
@@ -208,10 +211,14 @@ def split(data_dir: str, nj: int, per_utt: bool = False) -> list:
             f"cannot split into {nj} jobs: only {len(units)} {'utterances' if per_utt else 'speakers'}: {data_dir}")
     root = os.path.join(data_dir, f"split{nj}{'utt' if per_utt else ''}")
     parts = [os.path.join(root, str(j + 1)) for j in range(nj)]
-    stamp = os.path.getmtime(os.path.join(data_dir, "utt2spk"))
-    if all(os.path.isfile(os.path.join(p, "spk2utt")) and os.path.getmtime(os.path.join(p, "spk2utt")) >= stamp
-           for p in parts):
+    sources = sorted(os.path.join(data_dir, n) for n in os.listdir(data_dir)
+                     if not n.startswith(".") and os.path.isfile(os.path.join(data_dir, n)))
+    split_stamp = os.path.join(root, ".done")
+    sig = stamp.signature(files=sources, options={"nj": nj, "per_utt": per_utt})
+    if stamp.is_current(split_stamp, sig, outputs=[os.path.join(p, "spk2utt") for p in parts]):
         return parts
+    if os.path.isdir(root):   # parts of other data or another split: none of their files may survive
+        shutil.rmtree(root)
     total = len(utt2spk)
     groups, current, done = [], [], 0
     for i, unit in enumerate(units):
@@ -225,4 +232,5 @@ def split(data_dir: str, nj: int, per_utt: bool = False) -> list:
     groups.append(current)
     for p, utts in zip(parts, groups):
         filter_dir(data_dir, p, utts)
+    stamp.write(split_stamp, sig)
     return parts
