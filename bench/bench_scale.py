@@ -181,19 +181,13 @@ def train_options(conf: str, **overrides) -> dict:
     return cfg
 
 
-def _sampler(cfg, spec):
-    """FeatureSet of ``spec`` (memmap with cache_dir) + the training sampler as train_unspeech builds it."""
+def _training_data(cfg, spec):
+    """Features (memmap with ``cache_dir``), split and sampler exactly as train_unspeech prepares them,
+    and the batch function of the conf's objective."""
     import logging
-    from utils_py.model.sampler import ContextSampler
     from utils_py.train import loop
-    feats, usable, speakers = loop.load_training_data(spec["scp"], dict(cfg, cache_dir=spec.get("cache_dir", "")),
-                                                      logging.getLogger("bench"))
-    inbatch = cfg["objective"] == "inbatch"
-    sampler = ContextSampler(feats, usable, cfg["window_length"], cfg["window_neg_length"], cfg["left_contexts"],
-                             cfg["right_contexts"], cfg["negative_samples"], cfg["batch_size"], cfg["seed"],
-                             speakers, chunks_per_utt=cfg["inbatch_chunks_per_utt"] if inbatch else 1,
-                             level_jitter_db=cfg["level_jitter_db"])
-    return feats, usable, sampler, (sampler.chunk_batch if inbatch else sampler.pair_batch)
+    data = loop.prepare_data(spec["scp"], dict(cfg, cache_dir=spec.get("cache_dir", "")), logging.getLogger("bench"))
+    return data, (data.sampler.chunk_batch if cfg["objective"] == "inbatch" else data.sampler.pair_batch)
 
 
 def child_fbank(spec):
@@ -218,7 +212,7 @@ def child_cache(spec):
 def child_sampler(spec):
     from utils_py.train import loop
     cfg = train_options(spec["conf"])
-    _, _, _, make = _sampler(cfg, spec)
+    _, make = _training_data(cfg, spec)
     make(0)
     n, w0 = 0, time.perf_counter()
     while n < 5 or time.perf_counter() - w0 < spec["seconds"]:
@@ -232,11 +226,10 @@ def child_sampler(spec):
 def child_train(spec):
     from utils_py.model.sampler import Prefetcher
     from utils_py.train import loop
-    cfg = train_options(spec["conf"])
-    feats, usable, _, make = _sampler(cfg, spec)
-    cfg = dict(cfg, feature_dim=feats.dim)
+    data, make = _training_data(train_options(spec["conf"]), spec)
+    cfg = data.cfg
     trainer = loop.Trainer(cfg)
-    trainer.model.set_input_stats(*loop.feature_stats(feats, usable, cfg["seed"]))
+    trainer.model.set_input_stats(*loop.feature_stats(data.feats, data.train_utts, cfg["seed"]))
     warmup, steps = spec["warmup"], spec["steps"]
     times, cpu0 = [], None
     with Prefetcher(make, 0, warmup + steps) as batches:
@@ -380,7 +373,7 @@ def prepare_audio(work: str, hours: float, cv_clips: str = CV_CLIPS) -> dict:
             wav = os.path.join(audio_dir, os.path.basename(mp3)[:-4] + ".wav")
             todo.append((mp3, wav))
             total += float(subprocess.run(["soxi", "-D", mp3], capture_output=True, text=True).stdout or 0)
-            if total >= hours * 3600 * 1.01:
+            if total >= hours * 3600 * 1.03:   # the headers count one mp3 frame more than decodes
                 break
         with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 2) as pool:
             list(pool.map(lambda mw: os.path.isfile(mw[1]) or _decode(*mw), todo))
