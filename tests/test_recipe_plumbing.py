@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, RECIPE, run_cmd
+from conftest import REPO, RECIPE, run_cmd, step_env
 from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.fileio import atomic_write, ensure_dir
 from utils_py.log import UnspeechError, error_line
@@ -75,8 +75,8 @@ def test_config_file_then_command_line(tmp_path):
         parse_args(p, ["--config", str(conf)])
 
 
-def bash(script, cwd=None):
-    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd or REPO)
+def bash(script, cwd=None, env=None):
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd or REPO, env=env)
 
 
 def test_parse_options():
@@ -87,6 +87,20 @@ def test_parse_options():
     assert r.returncode != 0 and "unknown option: --bogus" in r.stderr and "reached" not in r.stdout
     r = bash(f'help_message="Usage: me"; set -- --help; {src}; echo reached')
     assert r.returncode == 0 and r.stdout.strip() == "Usage: me"
+
+
+def test_parse_options_pass_through():
+    """A Python step's wrapper keeps its job options; the rest (and --config) go through unchanged."""
+    src = ". steps_unspeech/parse_options.sh"
+    r = bash(f'nj=1; passthrough=(); set -- --nj 4 --period 5 --padding=zeros --config "my conf" --nj=2 d m o; '
+             f'{src}; echo "$nj|${{passthrough[*]}}|$*"')
+    assert r.returncode == 0 and r.stdout.strip() == "2|--period 5 --padding=zeros --config my conf|d m o", r.stderr
+    r = bash(f'passthrough=(); set -- --period; {src}; echo reached')
+    assert r.returncode != 0 and "option --period needs a value" in r.stderr and "reached" not in r.stdout
+    r = bash(f'help_message="Usage: me"; passthrough=(); passthrough_help=steps_unspeech/check_ivector_dir.py; '
+             f'set -- --help; {src}; echo reached', env=step_env())
+    assert r.returncode == 0 and r.stdout.startswith("Usage: me\n") and "reached" not in r.stdout
+    assert "--period" in r.stdout and "Kaldi's" in r.stdout   # the Python step's own --help follows
 
 
 def test_local_runner_jobs_and_logs(tmp_path):
