@@ -6,6 +6,7 @@ Python side of cluster_utts.sh; writes <out-dir>/{utt2spk,spk2utt,clusters.txt,
 scores.json,embedding_map.png,.done}."""
 
 import argparse
+import dataclasses
 
 from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.fileio import refuse_overwrite
@@ -97,11 +98,7 @@ def build_parser():
 def main(argv=None):
     args = parse_args(build_parser(), argv)
     refuse_overwrite(args.out_dir, [args.vector_dir, "" if args.utt2spk.lower() == "none" else args.utt2spk])
-    opts = ClusterOptions(method=args.method, min_cluster_size=args.min_cluster_size,
-                          min_samples=args.min_samples, threshold=args.threshold,
-                          metric=args.metric, algorithm=args.algorithm, outliers=args.outliers,
-                          subtract_mean=args.subtract_mean, l2_normalize=args.l2_normalize, pca_dim=args.pca_dim,
-                          max_exact=args.max_exact, seed=args.seed, num_threads=args.num_threads)
+    opts = ClusterOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(ClusterOptions)})
     gold = None if args.utt2spk.lower() in ("none", "") else args.utt2spk
     cluster_utts(args.vector_dir, args.out_dir, gold=gold, opts=opts, mode=args.mode, half_index=args.half_index,
                  max_pairs=args.max_pairs, plot=args.plot, log=get_logger("cluster_utts"))
