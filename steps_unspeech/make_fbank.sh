@@ -46,6 +46,9 @@ name=$(basename "$data")
 fail() { echo "ERROR (make_fbank): $*" >&2; exit 1; }
 
 [ -d "$data" ] || fail "data directory not found: $data"
+# Options passed through are checked before anything is written (argparse reads options in
+# order, so a bad value stops it before --help).
+"$bindir/compute_fbank.py" "${passthrough[@]}" --help > /dev/null || exit 1
 . "$bindir/lock_dir.sh" "$data"   # a second run on this data dir stops here
 for f in feats.scp utt2num_frames; do   # like Kaldi: keep a backup, never a stale table
   if [ -f "$data/$f" ]; then
