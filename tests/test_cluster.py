@@ -380,6 +380,9 @@ def test_hdbscan_auto_on_uneven_speakers(seed):
     chosen = max(grid, key=lambda r: r["dbcv"])
     assert (chosen["min_cluster_size"], chosen["min_samples"]) == (result.choice["min_cluster_size"],
                                                                    result.choice["min_samples"])
+    fixed = cluster_vectors(X, ClusterOptions(min_cluster_size=chosen["min_cluster_size"],
+                                              min_samples=chosen["min_samples"]))
+    assert np.array_equal(fixed.labels, result.labels)      # the grid's shared trees = a direct run
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

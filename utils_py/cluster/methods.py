@@ -157,16 +157,16 @@ def spectral_labels(X, max_clusters: int = 0, seed: int = 0) -> tuple:
         return np.zeros(n, dtype=np.int64), {"rule": "fewer than 3 utterances: one cluster"}
     m = min(n - 1, max_clusters or max(2, min(200, n // 2))) + 1
     S = cosine_scores(X)
-    grid = []
+    grid, best, vectors = [], None, None
     for p in (p for p in SPECTRAL_NEIGHBOURS if p < n - 1):
-        values = _laplacian_eigen(_pruned_affinity(S, p), m)[0]
+        values, eigenvectors = _laplacian_eigen(_pruned_affinity(S, p), m)
         gaps = np.diff(values)
         k = int(np.argmax(gaps)) + 1
         g = float(gaps[k - 1]) / max(float(values[-1]), 1e-10)
         grid.append({"p": p, "k": k, "gap": float(gaps[k - 1]), "ratio": p / max(g, 1e-10)})
-    best = min(grid, key=lambda r: r["ratio"])
-    vectors = _laplacian_eigen(_pruned_affinity(S, best["p"]), m)[1][:, :best["k"]]
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        if best is None or grid[-1]["ratio"] < best["ratio"]:
+            best, vectors = grid[-1], eigenvectors[:, :k]
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     if best["k"] == 1:
         labels = np.zeros(n, dtype=np.int64)
     else:

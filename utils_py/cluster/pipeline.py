@@ -175,14 +175,27 @@ def hdbscan_labels(X, opts: ClusterOptions, min_cluster_size: int = None, min_sa
         return np.full(n, -1), f"{n} utterance(s) < --min-cluster-size {mcs}: no cluster can form"
     if np.ptp(X, axis=0).max() == 0:
         return np.zeros(n, dtype=np.int64), "all vectors identical: one cluster"
-    min_samples = min(min_samples or opts.min_samples, n - 1)
+    return labels_from_tree(hdbscan_tree(X, opts, min_samples or opts.min_samples), mcs), ""
+
+
+def hdbscan_tree(X, opts: ClusterOptions, min_samples: int) -> np.ndarray:
+    """HDBSCAN's single-linkage tree of ``X`` for ``min_samples`` (it does not depend on
+    min_cluster_size: the automatic grid builds one per min_samples): hdbscan's boruvka_kdtree,
+    or the BLAS spanning tree (``opts.algorithm``)."""
+    min_samples = min(min_samples, len(X) - 1)
     if opts.algorithm == "blas":
-        return hdbscan_from_mst(mutual_reachability_mst(X, min_samples), mcs), ""
-    import hdbscan
-    clusterer = hdbscan.HDBSCAN(
-        min_cluster_size=mcs, min_samples=min_samples,
-        metric=opts.metric, algorithm="boruvka_kdtree", core_dist_n_jobs=opts.num_threads)
-    return clusterer.fit_predict(np.asarray(X, dtype=np.float64)).astype(np.int64), ""
+        from hdbscan._hdbscan_linkage import label
+        mst = mutual_reachability_mst(X, min_samples)
+        return label(np.ascontiguousarray(mst[np.argsort(mst[:, 2], kind="stable")]))
+    from hdbscan.hdbscan_ import hdbscan
+    return hdbscan(np.asarray(X, dtype=np.float64), min_cluster_size=2, min_samples=min_samples, metric=opts.metric,
+                   algorithm="boruvka_kdtree", core_dist_n_jobs=opts.num_threads)[4]
+
+
+def labels_from_tree(tree, min_cluster_size: int) -> np.ndarray:
+    """HDBSCAN labels (eom selection, -1 = outlier) from a single-linkage tree, by hdbscan's own code."""
+    from hdbscan.hdbscan_ import _tree_to_labels
+    return np.asarray(_tree_to_labels(None, tree, min_cluster_size)[0], dtype=np.int64)
 
 
 def method_labels(X, opts: ClusterOptions):
@@ -203,8 +216,13 @@ def method_labels(X, opts: ClusterOptions):
         grid = opts.hdbscan_grid()
         if n < min(a for a, _ in grid):
             return hdbscan_labels(X, opts, min(a for a, _ in grid), 1) + (choice,)
-        labels, info = methods.hdbscan_grid(X, lambda Y, a, b: hdbscan_labels(Y, opts, a, b)[0], grid,
-                                            opts.metric)
+        trees = {}          # one tree per min_samples
+
+        def run(Y, mcs, ms):
+            if ms not in trees:
+                trees[ms] = hdbscan_tree(Y, opts, ms)
+            return labels_from_tree(trees[ms], mcs)
+        labels, info = methods.hdbscan_grid(X, run, grid, opts.metric)
     elif n < 2:
         return np.full(n, -1), f"{n} utterance(s): nothing to cluster", choice
     elif opts.method == "spectral":
@@ -405,15 +423,6 @@ def mutual_reachability_mst(X, min_samples: int, k: int = 16) -> np.ndarray:
             _brute_force_round(X, core, comp, edges, uf)
             comp = uf.components()
     return np.array(edges, dtype=np.float64).reshape(-1, 3)
-
-
-def hdbscan_from_mst(mst, min_cluster_size: int) -> np.ndarray:
-    """HDBSCAN labels from a mutual-reachability MST, by hdbscan's own tree code (eom selection)."""
-    from hdbscan._hdbscan_linkage import label
-    from hdbscan.hdbscan_ import _tree_to_labels
-    mst = mst[np.argsort(mst[:, 2], kind="stable")]
-    single_linkage = label(np.ascontiguousarray(mst))
-    return np.asarray(_tree_to_labels(None, single_linkage, min_cluster_size)[0], dtype=np.int64)
 
 
 def centroids(X, labels) -> np.ndarray:
