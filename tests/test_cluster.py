@@ -275,7 +275,7 @@ def _noisy(n=600, k=8, dim=20, noise=1.1, seed=7):
 
 def test_nearest_neighbours_match_sklearn():
     from sklearn.neighbors import NearestNeighbors
-    from utils_py.cluster.pipeline import nearest_neighbours
+    from utils_py.cluster.spanning_tree import nearest_neighbours
     X = _noisy(n=500)
     dist, idx = nearest_neighbours(X, 6)
     ref_d, ref_i = NearestNeighbors(n_neighbors=7).fit(X).kneighbors(X)
@@ -287,10 +287,10 @@ def test_nearest_neighbours_match_sklearn():
 def test_mst_weight_equals_hdbscan_exact_mst(monkeypatch, max_contracted):
     """Same total weight as hdbscan's exact MST, also via the all-pairs Boruvka rounds."""
     import hdbscan
-    from utils_py.cluster import pipeline
-    monkeypatch.setattr(pipeline, "_MAX_CONTRACTED", max_contracted)
+    from utils_py.cluster import spanning_tree
+    monkeypatch.setattr(spanning_tree, "_MAX_CONTRACTED", max_contracted)
     X = _noisy()
-    mst = pipeline.mutual_reachability_mst(X, 3, k=4)
+    mst = spanning_tree.mutual_reachability_mst(X, 3, k=4)
     ref = hdbscan.HDBSCAN(min_cluster_size=5, min_samples=3, approx_min_span_tree=False,
                           gen_min_span_tree=True).fit(X).minimum_spanning_tree_._mst
     assert mst.shape == ref.shape

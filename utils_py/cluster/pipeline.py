@@ -52,8 +52,9 @@ import time
 import numpy as np
 
 from utils_py.kaldi import datadir
-from utils_py.cluster import methods, scoring
-from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, read_json_or_none, require_file
+from utils_py.cluster import methods, plots, scoring, spanning_tree
+from utils_py import stamp
+from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, require_file
 from utils_py.log import UnspeechError
 from utils_py.extract.utt_vectors import read_utt_vectors, vector_source
 
@@ -185,7 +186,7 @@ def hdbscan_tree(X, opts: ClusterOptions, min_samples: int) -> np.ndarray:
     min_samples = min(min_samples, len(X) - 1)
     if opts.algorithm == "blas":
         from hdbscan._hdbscan_linkage import label
-        mst = mutual_reachability_mst(X, min_samples)
+        mst = spanning_tree.mutual_reachability_mst(X, min_samples)
         return label(np.ascontiguousarray(mst[np.argsort(mst[:, 2], kind="stable")]))
     from hdbscan.hdbscan_ import hdbscan
     return hdbscan(np.asarray(X, dtype=np.float64), min_cluster_size=2, min_samples=min_samples, metric=opts.metric,
@@ -231,198 +232,6 @@ def method_labels(X, opts: ClusterOptions):
         labels, info = methods.ahc_labels(X, opts.threshold, opts.seed)
     choice.update(info)
     return labels, "", choice
-
-
-# --- exact HDBSCAN for the euclidean metric, with BLAS ------------------------
-#
-# hdbscan's boruvka_kdtree degrades to slow brute force in 100 dims (10k vectors:
-# 30 s, 20k: 150 s on 2 busy cores).  Here the minimum spanning tree of the
-# mutual-reachability graph (weight max(core_u, core_v, d_uv), core = distance to
-# the min_samples-th neighbour) is built from matrix products instead:
-#   1. exact k nearest neighbours, chunked GEMM;
-#   2. Boruvka rounds on the kNN edges, accepting a component's cheapest kNN edge
-#      only when no other edge can be cheaper (every non-kNN edge of u weighs at
-#      least max(core_u, distance to u's k-th neighbour));
-#   3. the remaining components are contracted: one pass over all pairs gives the
-#      cheapest edge between every two components, Kruskal finishes the tree.
-# The tree then goes through hdbscan's own condensing and cluster selection, so
-# the labels are HDBSCAN's.  The tree has the same total weight as hdbscan's exact
-# one (tested); mutual-reachability weights have many ties (a weight is often a
-# core distance) and HDBSCAN's cluster selection depends on how a tree breaks
-# them, so on borderline data the clusters can differ from the library's.
-
-_CHUNK_ELEMENTS = 1 << 24          # distance-matrix block: 16M float32 = 64 MB
-_MAX_CONTRACTED = 4000             # components for the contraction table (C x C)
-
-
-def _sq_distances(A, B, sq_a, sq_b) -> np.ndarray:
-    """Squared euclidean distances of rows of ``A`` to rows of ``B`` (float32 GEMM, clipped at 0)."""
-    D = A @ B.T
-    D *= -2.0
-    D += sq_a[:, None]
-    D += sq_b[None, :]
-    return np.maximum(D, 0.0, out=D)
-
-
-def _rows_per_chunk(n: int) -> int:
-    return max(1, min(n, _CHUNK_ELEMENTS // max(n, 1)))
-
-
-def nearest_neighbours(X, k: int):
-    """Exact ``(distances, indices)`` of each row's ``k`` nearest other rows, ascending.
-
-    Candidates come from float32 matrix products; the returned distances are
-    recomputed in float64.
-    """
-    X64 = np.ascontiguousarray(X, dtype=np.float64)
-    X32 = X64.astype(np.float32)
-    n = len(X64)
-    sq = np.einsum("nd,nd->n", X32, X32)
-    dist = np.empty((n, k))
-    idx = np.empty((n, k), dtype=np.int64)
-    step = _rows_per_chunk(n)
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        D = _sq_distances(X32[a:b], X32, sq[a:b], sq)
-        D[np.arange(b - a), np.arange(a, b)] = np.inf            # not its own neighbour
-        part = np.argpartition(D, k - 1, axis=1)[:, :k]
-        exact = np.linalg.norm(X64[a:b, None, :] - X64[part], axis=2)
-        order = np.argsort(exact, axis=1, kind="stable")
-        idx[a:b] = np.take_along_axis(part, order, axis=1)
-        dist[a:b] = np.take_along_axis(exact, order, axis=1)
-    return dist, idx
-
-
-class _UnionFind:
-    def __init__(self, n):
-        self.parent = np.arange(n)
-
-    def find(self, x):
-        parent = self.parent
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a, b) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
-            return False
-        self.parent[max(ra, rb)] = min(ra, rb)
-        return True
-
-    def components(self) -> np.ndarray:
-        """Component index 0..C-1 of every element."""
-        roots = np.array([self.find(i) for i in range(len(self.parent))])
-        return np.unique(roots, return_inverse=True)[1].ravel()
-
-
-def _contract(X, core, comp, edges, uf):
-    """Finish the tree over components ``comp``: cheapest edge between every two, then Kruskal."""
-    n = len(X)
-    order = np.argsort(comp, kind="stable")
-    Xs, cores, comps = X[order].astype(np.float32), core[order].astype(np.float32), comp[order]
-    starts = np.flatnonzero(np.r_[True, comps[1:] != comps[:-1]])
-    C = len(starts)
-    sq = np.einsum("nd,nd->n", Xs, Xs)
-    cheapest = np.full((C, C), np.inf)
-    step = _rows_per_chunk(n)
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        D = _mutual_reachability_rows(Xs, sq, cores, a, b)
-        per_comp = np.minimum.reduceat(D, starts, axis=1)                  # (rows, C)
-        row_starts = np.flatnonzero(np.r_[True, comps[a + 1:b] != comps[a:b - 1]])
-        block = np.minimum.reduceat(per_comp, row_starts, axis=0)
-        rows = comps[a:b][row_starts]
-        cheapest[rows] = np.minimum(cheapest[rows], block)
-    np.fill_diagonal(cheapest, np.inf)
-    i, j = np.triu_indices(C, k=1)
-    w = np.minimum(cheapest[i, j], cheapest[j, i]).astype(np.float64)
-    representative = order[starts]
-    for e in np.argsort(w, kind="stable"):
-        if uf.union(representative[i[e]], representative[j[e]]):
-            edges.append((representative[i[e]], representative[j[e]], w[e]))
-            if len(edges) == n - 1:
-                break
-
-
-def _mutual_reachability_rows(X, sq, core, a, b) -> np.ndarray:
-    """HDBSCAN's mutual-reachability distances of rows ``a:b`` of ``X`` to all rows:
-    max(core[i], core[j], ||x_i - x_j||), with ``sq`` the squared row norms."""
-    D = np.sqrt(_sq_distances(X[a:b], X, sq[a:b], sq))
-    np.maximum(D, core[a:b, None], out=D)
-    np.maximum(D, core[None, :], out=D)
-    return D
-
-
-def _brute_force_round(X, core, comp, edges, uf):
-    """One exact Boruvka round over all pairs: every component gets its cheapest edge."""
-    n = len(X)
-    X, core32 = X.astype(np.float32), core.astype(np.float32)
-    sq = np.einsum("nd,nd->n", X, X)
-    best_w = np.full(n, np.inf)
-    best_v = np.zeros(n, dtype=np.int64)
-    step = _rows_per_chunk(n)
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        D = _mutual_reachability_rows(X, sq, core32, a, b)
-        D[comp[a:b, None] == comp[None, :]] = np.inf
-        best_v[a:b] = np.argmin(D, axis=1)
-        best_w[a:b] = D[np.arange(b - a), best_v[a:b]]
-    _add_component_minima(comp, best_w, best_v, np.ones(comp.max() + 1, bool), edges, uf)
-
-
-def _add_component_minima(comp, weight, neighbour, accept, edges, uf):
-    """For every accepted component: add the edge of its member with the smallest ``weight``."""
-    order = np.lexsort((weight, comp))
-    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]]
-    for u in first:
-        if accept[comp[u]] and np.isfinite(weight[u]) and uf.union(u, neighbour[u]):
-            edges.append((u, neighbour[u], weight[u]))
-
-
-def mutual_reachability_mst(X, min_samples: int, k: int = 16) -> np.ndarray:
-    """Exact minimum spanning tree ``(n-1, 3)`` rows ``(u, v, weight)`` of the mutual-reachability graph.
-
-    Euclidean distances; ``core_u`` = distance to u's ``min_samples``-th nearest
-    other point (as in hdbscan).  ``k`` >= min_samples neighbours seed Boruvka.
-    """
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    n = len(X)
-    if n < 2:
-        return np.zeros((0, 3))
-    k = min(max(k, min_samples), n - 1)
-    knn_d, knn_i = nearest_neighbours(X, k)
-    core = knn_d[:, min(min_samples, k) - 1]
-    weights = np.maximum(np.maximum(core[:, None], core[knn_i]), knn_d)      # kNN edges
-    bound = np.maximum(core, knn_d[:, -1])          # no non-kNN edge of u is cheaper
-    uf = _UnionFind(n)
-    edges = []
-    comp = np.arange(n)
-    rows = np.arange(n)
-    while len(edges) < n - 1:
-        masked = np.where(comp[knn_i] == comp[:, None], np.inf, weights)
-        j = np.argmin(masked, axis=1)
-        cand_w, cand_v = masked[rows, j], knn_i[rows, j]
-        C = comp.max() + 1
-        upper = np.full(C, np.inf)
-        np.minimum.at(upper, comp, cand_w)
-        unresolved = np.full(C, np.inf)             # cheapest possible non-kNN edge per component
-        np.minimum.at(unresolved, comp, np.where(cand_w <= bound, np.inf, bound))
-        accept = np.isfinite(upper) & (upper <= unresolved)
-        if not accept.any():
-            break
-        _add_component_minima(comp, cand_w, cand_v, accept, edges, uf)
-        comp = uf.components()
-    while len(edges) < n - 1:
-        if comp.max() + 1 <= _MAX_CONTRACTED:
-            _contract(X, core, comp, edges, uf)
-        else:
-            _brute_force_round(X, core, comp, edges, uf)
-            comp = uf.components()
-    return np.array(edges, dtype=np.float64).reshape(-1, 3)
 
 
 def centroids(X, labels) -> np.ndarray:
@@ -531,75 +340,6 @@ def speaker_ids(keys, labels, prefix: str = SPEAKER_PREFIX) -> dict:
     return {utt: f"{prefix}{rank:0{width}d}" for rank, utts in enumerate(order, 1) for utt in utts}
 
 
-def project_2d(X, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """2-D coordinates of the rows of ``X`` by PCA or t-SNE (zeros where undefined)."""
-    n = len(X)
-    out = np.zeros((n, 2))
-    if n < 2:
-        return out
-    if method == "tsne" and len(np.unique(np.asarray(X), axis=0)) >= 4:   # t-SNE crashes on identical points
-        from sklearn.manifold import TSNE
-        return TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca",
-                    random_state=seed).fit_transform(np.asarray(X, dtype=np.float32))
-    Xc = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
-    if not Xc.any():
-        return out
-    _, _, vt = np.linalg.svd(Xc, full_matrices=False)
-    proj = Xc @ vt[:2].T
-    out[:, :proj.shape[1]] = proj
-    return out
-
-
-def plot_embedding_map(path: str, X, labels, gold=None, seed: int = 0, tsne_max: int = 2000,
-                       max_points: int = 20000, title: str = "") -> None:
-    """PNG of the utterance vectors in 2-D (PCA; t-SNE too up to ``tsne_max`` utterances).
-
-    Coloured by cluster (outliers grey crosses) and, side by side, by gold speaker.
-    More than ``max_points`` utterances: a seeded sample of them is drawn.
-    """
-    import io
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(X)
-    rows = np.arange(n)
-    if n > max_points:
-        rows = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
-    Xs = np.asarray(X)[rows]
-    views = [("PCA", project_2d(Xs, "pca", seed))]
-    if n <= tsne_max and len(np.unique(Xs, axis=0)) >= 4:
-        views.append(("t-SNE", project_2d(Xs, "tsne", seed)))
-    colourings = [("cluster", np.asarray(labels)[rows])]
-    if gold is not None:
-        colourings.append(("gold speaker", np.unique(np.asarray(gold), return_inverse=True)[1].ravel()[rows]))
-    fig, axes = plt.subplots(len(views), len(colourings), squeeze=False,
-                             figsize=(6 * len(colourings), 5 * len(views)))
-    cmap = plt.get_cmap("tab20")
-    for r, (view, P) in enumerate(views):
-        for c, (what, lab) in enumerate(colourings):
-            ax = axes[r][c]
-            own = lab < 0
-            ax.scatter(P[~own, 0], P[~own, 1], s=6, c=cmap(lab[~own] % 20), linewidths=0)
-            if own.any():
-                ax.scatter(P[own, 0], P[own, 1], s=10, c="0.6", marker="x", linewidths=0.6, label="outlier")
-                ax.legend(loc="best", fontsize=8)
-            k = len(np.unique(lab[~own]))
-            ax.set_title(f"{view}, coloured by {what} ({k} {'clusters' if what == 'cluster' else 'speakers'})",
-                         fontsize=10)
-            ax.set_xticks([])
-            ax.set_yticks([])
-    sample_note = f", {len(rows)} of {n} shown" if len(rows) < n else ""
-    fig.suptitle(f"{title}{sample_note}" if title else f"{n} utterances{sample_note}", fontsize=10)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_write(path, "wb") as f:
-        f.write(buf.getvalue())
-
-
 def read_gold(path: str, keys, source: str) -> list:
     """Gold speaker of each of ``keys`` from utt2spk ``path``; it must cover exactly these utterances."""
     table = datadir.read_table(path)
@@ -614,20 +354,15 @@ def read_gold(path: str, keys, source: str) -> list:
     return [table[k] for k in keys]
 
 
-def _stamp(path):
-    st = os.stat(path)
-    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
-
-
 def cluster_utts(src: str, out_dir: str, gold: str = None, opts: ClusterOptions = None, mode: str = "cluster",
                  half_index: int = 0, max_pairs: int = 1_000_000, plot: bool = True,
                  log: logging.Logger = None) -> dict:
     """The cluster step: vectors of ``src`` -> ``out_dir/{utt2spk,spk2utt,clusters.txt,scores.json,...}``.
 
-    Returns the scores/statistics dict.  ``.done`` (the inputs and options) is
-    written last; a rerun with the same inputs and options does nothing.
-    BLAS/OpenMP use ``opts.num_threads`` threads (spinning OpenMP threads on
-    busy cores made t-SNE 30x slower).
+    Returns the scores/statistics dict.  ``.done`` (a stamp of the inputs and
+    options, :mod:`utils_py.stamp`) is written last; a rerun with the same inputs
+    and options does nothing.  BLAS/OpenMP use ``opts.num_threads`` threads
+    (spinning OpenMP threads on busy cores made t-SNE 30x slower).
     """
     from threadpoolctl import threadpool_limits
     opts = (opts or ClusterOptions()).check()
@@ -637,6 +372,49 @@ def cluster_utts(src: str, out_dir: str, gold: str = None, opts: ClusterOptions 
 
 
 def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, log):
+    """check -> (already current? done) -> read -> score trials -> cluster -> write outputs -> stamp."""
+    _check_step_options(mode, gold, max_pairs)
+    ensure_dir(out_dir)
+    done = os.path.join(out_dir, ".done")
+    sig = stamp.signature(files=[vector_source(src)] + ([gold] if gold else []),
+                          options={"gold": bool(gold), "mode": mode, "half_index": half_index,
+                                   "max_pairs": max_pairs, "plot": plot, "options": dataclasses.asdict(opts)})
+    outputs = [os.path.join(out_dir, "utt2spk")] if mode == "cluster" else []
+    if stamp.is_current(done, sig, outputs):
+        stats = stamp.read(done).get("stats", {})
+        log.info(f"already done with these inputs and options (remove {done} to redo): {out_dir}")
+        _log_summary(stats, log)
+        return stats
+    stamp.clear(done)
+    stale = os.path.join(out_dir, "utt2spk")    # nothing stale may look complete
+    if os.path.exists(stale):
+        os.remove(stale)
+
+    keys, X, source, gold_labels = _read_inputs(src, gold, half_index, log)
+    stats = {"num_utts": len(keys), "dim": int(X.shape[1]), "mode": mode}
+    if gold_labels is not None:
+        stats["num_gold_speakers"] = len(set(gold_labels))
+        prepared = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
+        stats.update(scoring.trial_scores(prepared, gold_labels, max_pairs, opts.seed))
+    utt2spk = None
+    if mode == "cluster":
+        result, utt2spk = _cluster_step(keys, X, opts, stats, log)
+        if gold_labels is not None:
+            stats.update(scoring.cluster_scores(gold_labels, [utt2spk[k] for k in keys]))
+        _write_clusters(out_dir, keys, result)
+        if plot:
+            plots.plot_embedding_map(os.path.join(out_dir, "embedding_map.png"),
+                                     prepare_vectors(X, opts.subtract_mean, opts.l2_normalize),
+                                     np.where(result.is_outlier, -1, result.labels), gold_labels, seed=opts.seed,
+                                     title=f"{source}: {len(keys)} utterances")
+    stats["options"] = dataclasses.asdict(opts)
+    _write_outputs(out_dir, stats, utt2spk, scores=gold_labels is not None)
+    stamp.write(done, sig, stats=stats)
+    _log_summary(stats, log)
+    return stats
+
+
+def _check_step_options(mode, gold, max_pairs):
     if mode not in MODES:
         raise UnspeechError(f"--mode must be cluster or samedifferent, got {mode}")
     if mode == "samedifferent" and not gold:
@@ -645,66 +423,52 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
         raise UnspeechError(f"--max-pairs must be >= 1, got {max_pairs}")
     if gold:
         require_file(gold, "gold utt2spk")
-    ensure_dir(out_dir)
-    source = vector_source(src)
-    signature = {"source": _stamp(source), "gold": _stamp(gold) if gold else None, "mode": mode,
-                 "half_index": half_index, "max_pairs": max_pairs, "plot": plot,
-                 "options": dataclasses.asdict(opts)}
-    path = lambda name: os.path.join(out_dir, name)  # noqa: E731
-    done = path(".done")
-    previous = read_json_or_none(done)
-    if previous is not None and previous.get("signature") == signature and (
-            mode == "samedifferent" or os.path.isfile(path("utt2spk"))):
-        log.info(f"already done with these inputs and options (remove {done} to redo): {out_dir}")
-        for line in summary_lines(previous.get("stats", {})):
-            log.info("summary: " + line)
-        return previous.get("stats", {})
-    for name in (".done", "utt2spk"):          # nothing stale may look complete
-        if os.path.exists(path(name)):
-            os.remove(path(name))
 
+
+def _read_inputs(src, gold, half_index, log):
+    """``(keys, X, source, gold labels or None)``."""
     keys, X, source = read_utt_vectors(src, half_index)
     gold_labels = read_gold(gold, keys, source) if gold else None
     log.info(f"{len(keys)} utterance vectors of dim {X.shape[1]} from {source}"
              + (f" (first {half_index} dims)" if half_index else ""))
-    stats = {"num_utts": len(keys), "dim": int(X.shape[1]), "mode": mode}
-    if gold_labels is not None:
-        stats["num_gold_speakers"] = len(set(gold_labels))
-        prepared = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
-        stats.update(scoring.trial_scores(prepared, gold_labels, max_pairs, opts.seed))
+    return keys, X, source, gold_labels
 
-    if mode == "cluster":
-        start = time.time()
-        result = cluster_vectors(X, opts, log)
-        log.info(f"clustering took {time.time() - start:.1f} s")
-        if result.note:
-            log.warning(result.note)
-        utt2spk = speaker_ids(keys, result.labels)
-        sizes = np.bincount(result.labels[result.labels >= 0]) if result.num_clusters else np.zeros(0, int)
-        stats.update({"num_clusters": result.num_clusters, "num_outliers": result.num_outliers,
-                      "num_speakers": len(set(utt2spk.values())), "sample_size": result.sample_size,
-                      "largest_cluster": int(sizes.max()) if len(sizes) else 0,
-                      "smallest_cluster": int(sizes[sizes > 0].min()) if sizes.any() else 0,
-                      "method": opts.method, "choice": result.choice})
-        if gold_labels is not None:
-            stats.update(scoring.cluster_scores(gold_labels, [utt2spk[k] for k in keys]))
-        with atomic_write(path("clusters.txt")) as f:
-            for key, label, out in zip(keys, result.labels, result.is_outlier):
-                f.write(f"{key} {-1 if out else int(label)}\n")
-        if plot:
-            plot_embedding_map(path("embedding_map.png"), prepare_vectors(X, opts.subtract_mean, opts.l2_normalize),
-                               np.where(result.is_outlier, -1, result.labels), gold_labels, seed=opts.seed,
-                               title=f"{source}: {len(keys)} utterances")
-    stats["options"] = dataclasses.asdict(opts)
-    if gold_labels is not None:
-        atomic_write_text(path("scores.json"), json.dumps(stats, indent=1, sort_keys=True) + "\n")
-    if mode == "cluster":
-        datadir.write_table(path("spk2utt"), datadir.spk2utt_from_utt2spk(utt2spk))
-        datadir.write_table(path("utt2spk"), utt2spk)
-    atomic_write_text(done, json.dumps({"signature": signature, "stats": stats}, sort_keys=True) + "\n")
+
+def _cluster_step(keys, X, opts, stats, log):
+    """Cluster, name the speakers, and add the clustering's statistics to ``stats``."""
+    start = time.time()
+    result = cluster_vectors(X, opts, log)
+    log.info(f"clustering took {time.time() - start:.1f} s")
+    if result.note:
+        log.warning(result.note)
+    utt2spk = speaker_ids(keys, result.labels)
+    sizes = np.bincount(result.labels[result.labels >= 0]) if result.num_clusters else np.zeros(0, int)
+    stats.update({"num_clusters": result.num_clusters, "num_outliers": result.num_outliers,
+                  "num_speakers": len(set(utt2spk.values())), "sample_size": result.sample_size,
+                  "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+                  "smallest_cluster": int(sizes[sizes > 0].min()) if sizes.any() else 0,
+                  "method": opts.method, "choice": result.choice})
+    return result, utt2spk
+
+
+def _write_clusters(out_dir, keys, result):
+    with atomic_write(os.path.join(out_dir, "clusters.txt")) as f:
+        for key, label, out in zip(keys, result.labels, result.is_outlier):
+            f.write(f"{key} {-1 if out else int(label)}\n")
+
+
+def _write_outputs(out_dir, stats, utt2spk, scores: bool):
+    """scores.json (with gold speakers), then spk2utt and utt2spk last (cluster mode)."""
+    if scores:
+        atomic_write_text(os.path.join(out_dir, "scores.json"), json.dumps(stats, indent=1, sort_keys=True) + "\n")
+    if utt2spk is not None:
+        datadir.write_table(os.path.join(out_dir, "spk2utt"), datadir.spk2utt_from_utt2spk(utt2spk))
+        datadir.write_table(os.path.join(out_dir, "utt2spk"), utt2spk)
+
+
+def _log_summary(stats, log):
     for line in summary_lines(stats):
         log.info("summary: " + line)
-    return stats
 
 
 def summary_lines(stats: dict) -> list:
