@@ -71,9 +71,10 @@ log() {
 }
 current_stage=
 stage_started=
-failed_logs() {  # job logs written during the current stage that record a failure (run.pl/our runner format)
+failed_logs() {  # job logs written during the current stage that record a failure (run.pl, slurm.pl/queue.pl, ours)
   find exp data -name '*.log' -type f -newermt "@$stage_started" 2>/dev/null |
-    xargs -r grep -l -E '^# Ended \(code [1-9]|^ERROR' 2>/dev/null | head -n 3 | tr '\n' ' ' || true
+    xargs -r grep -l -E '^# (Ended \(code [1-9]|Finished at .* with status [1-9])|^ERROR' 2>/dev/null |
+    head -n 3 | tr '\n' ' ' || true
 }
 on_exit() {
   local rc=$1 logs
