@@ -7,21 +7,21 @@ Stages (each measurement in its own child process, so its peak RSS -- VmHWM of
   fbank       utils_py.features.fbank.compute_data_dir (what one make_fbank.sh job runs),
               compressed (default) and float32 archives
   cache       utils_py.features.feature_set.load_features: in memory, memmap cache build, memmap open
-  sampler     utils_py.model.sampler.ContextSampler batches alone (no model), in memory and memmap
+  sampler     the training batches alone (no model; loop.prepare_data's sampler), in memory and memmap
   train       training steps (utils_py.train.loop.Trainer, batches through the Prefetcher as in
               training) of conf/train_cv.conf (VggCpu) and conf/train_tedlium.conf (Vgg16big)
   extract     utils_py.extract.extractor.run_job (one extract_unspeech.sh job, 1 thread, the step's
               defaults + --speaker-vectors true as run.sh), random-weight models of both confs
   cluster     utils_py.cluster.pipeline.cluster_vectors with cluster_utts.sh's defaults on synthetic
-              100-d vectors: exact HDBSCAN up to --max-exact, and the two-stage assignment of the
-              rest above it (timed with HDBSCAN's labels of the sample given, see --cluster-rest-sizes)
+              100-d vectors (the exact method up to its limit, two-stage above), and the two-stage
+              path's per-utterance work above the limit on its own (see --cluster-rest-sizes)
 
 Audio: real speech, the Common Voice Persian clips of ../shared/data/cv_fa decoded once to 16 kHz
 wav (cached under --work); where that is absent, synthetic voiced signals (stated in the results).
 A line (or n log n / n^2) is fitted through the growing sizes and its residuals are reported; the
 fits extrapolate to 450 h (TED-LIUM) and 10,000 h on N grid jobs (wall time, RAM per job, disk).
 
-    .venv/bin/python bench/bench_scale.py                 # ~10 min on 2 shared cores (+1-2 min: audio, once)
+    .venv/bin/python bench/bench_scale.py                 # ~15 min on 2 shared cores (+1-2 min: audio, once)
     .venv/bin/python bench/bench_scale.py --hours 0.05,0.1 --big-hours 0.01,0.02 \\
         --cluster-sizes 500,1000,2000 --cluster-rest-sizes 30000,60000 --out /tmp/s   # quick try
 
@@ -592,9 +592,10 @@ def markdown(report: dict) -> str:
             human_bytes(r["out_bytes"]), f"{r['audio_hours'] * 3600 / r['work_cpu_s']:.0f}x real time per core; "
             f"start-up {r['startup_cpu_s']:.1f} s CPU ({r['startup_wall_s']:.1f} s wall)")
     for r in m["cluster_exact"]:
-        row(f"cluster, exact ({r['method']}, {r['algorithm']})", f"{r['n']} vectors, {r['speakers']} spk", "-", r,
-            "-", f"{r['clusters']} clusters" + ("" if r["sample"] == r["n"] else f", two-stage on {r['sample']}"),
-            work=True)
+        two_stage = "" if r["sample"] == r["n"] or "cluster_rest_cpu" not in fits else (
+            f", two-stage on {r['sample']}: the model below predicts {cluster_seconds(fits, r['n'], r['limit']):.1f} s")
+        row(f"cluster_vectors ({r['method']}, {r['algorithm']})", f"{r['n']} vectors, {r['speakers']} spk", "-", r,
+            "-", f"{r['clusters']} clusters{two_stage}", work=True)
     for r in m["cluster_rest"]:
         row("cluster, two-stage minus the sample's clustering", f"{r['n']} vectors, {r['clusters']} clusters", "-",
             r, "-", f"{r['n'] / r['work_cpu_s']:.0f} vectors/s", work=True)
@@ -702,10 +703,11 @@ def main(argv=None):
     p.add_argument("--big-hours", type=parse_list, default=[0.02, 0.05, 0.1],
                    help="audio hours for Vgg16big extraction (~10x slower)")
     p.add_argument("--cluster-sizes", type=lambda t: parse_list(t, int), default=[1000, 2000, 5000, 10000],
-                   help="vectors for exact HDBSCAN (<= --max-exact 20000 of cluster_utts.sh)")
+                   help="vectors for cluster_vectors with the step's defaults; those up to the method's exact "
+                        "limit give the exact fit, larger ones check the two-stage model")
     p.add_argument("--cluster-rest-sizes", type=lambda t: parse_list(t, int), default=[50000, 200000, 1000000],
-                   help="vectors for the two-stage path without its HDBSCAN of the 20,000 sample (that part is "
-                        "the exact fit at 20,000): mean/L2/PCA, centroids, nearest-centroid assignment, radii")
+                   help="vectors for the two-stage path without the clustering of its sample (that part is the "
+                        "exact fit at the limit): mean/L2, centroids, nearest-centroid assignment, radii")
     p.add_argument("--sampler-seconds", type=float, default=3.0, help="time per sampler measurement")
     p.add_argument("--train-steps", type=int, default=30, help="timed steps of train_cv.conf (after 2 warm-up)")
     p.add_argument("--full-train-steps", type=int, default=5, help="timed steps of train_tedlium.conf (Vgg16big)")
