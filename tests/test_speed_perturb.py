@@ -160,3 +160,17 @@ def test_bad_arguments(tmp_path, speech):
     datadir.write_spk2utt(bad)
     with pytest.raises(UnspeechError, match="cannot speed-perturb an ark offset.*bob-u0"):
         perturb_data_dir(bad, str(tmp_path / "ark_sp"), "0.9")
+
+
+def test_temp_dir_of_a_killed_run_is_removed(tmp_path, speech):
+    """A SIGKILLed run leaves dst/.perturb.tmp.<pid>; the next run removes it (fileio's one cleaner)."""
+    src = plain_dir(str(tmp_path), speech)
+    dst = tmp_path / "train_sp"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = dst / f".perturb.tmp.{dead.pid}"
+    os.makedirs(stale)
+    (stale / "utt2spk").write_text("half-written\n")
+    assert perturb(src, str(dst)).returncode == 0
+    assert not stale.exists()
+    assert not [n for n in os.listdir(dst) if ".tmp." in n]

@@ -29,7 +29,7 @@ import shutil
 
 from utils_py.features import audio
 from utils_py.kaldi import datadir
-from utils_py.fileio import ensure_dir, open_text, refuse_overwrite
+from utils_py.fileio import ensure_dir, open_text, refuse_overwrite, remove_stale_temps, temp_name
 from utils_py.log import UnspeechError, get_logger
 
 UTT_KEYED = ("text", "utt2lang")  # re-keyed, values unchanged
@@ -156,7 +156,8 @@ def perturb_data_dir(src: str, dst: str, factors=("0.9", "1.0", "1.1"), log=None
             shutil.rmtree(os.path.join(dst, entry))
     # Validate in a temp dir first; then move the tables in, spk2utt last (the "complete"
     # marker of a data dir for split() and friends).
-    tmp = os.path.join(dst, f".perturb.tmp.{os.getpid()}")
+    remove_stale_temps(os.path.join(dst, "perturb"))      # of a killed earlier run
+    tmp = temp_name(os.path.join(dst, "perturb"))
     try:
         for name in merged:
             datadir.write_table(os.path.join(tmp, name), merged[name])
