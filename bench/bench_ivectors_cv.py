@@ -34,8 +34,6 @@ import os
 import shlex
 import sys
 
-import numpy as np
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
 if BENCH not in sys.path:
@@ -44,7 +42,6 @@ if BENCH not in sys.path:
 from bench_clustering_methods import METHODS, _concat, capped, evaluate, fmt  # noqa: E402
 from bench_vs_ivectors import Runner, copy_data_dir, last_row_vectors  # noqa: E402
 from benchinfo import cpu_description  # noqa: E402
-from utils_py.extract.utt_vectors import read_utt_vectors  # noqa: E402
 from utils_py.kaldi import datadir  # noqa: E402
 
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
