@@ -392,9 +392,10 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
 
     keys, X, source, gold_labels = _read_inputs(src, gold, half_index, log)
     stats = {"num_utts": len(keys), "dim": int(X.shape[1]), "mode": mode}
+    draw = plot and mode == "cluster"
+    prepared = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize) if gold_labels is not None or draw else None
     if gold_labels is not None:
         stats["num_gold_speakers"] = len(set(gold_labels))
-        prepared = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
         stats.update(scoring.trial_scores(prepared, gold_labels, max_pairs, opts.seed))
     utt2spk = None
     if mode == "cluster":
@@ -402,9 +403,8 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
         if gold_labels is not None:
             stats.update(scoring.cluster_scores(gold_labels, [utt2spk[k] for k in keys]))
         _write_clusters(out_dir, keys, result)
-        if plot:
-            plots.plot_embedding_map(os.path.join(out_dir, "embedding_map.png"),
-                                     prepare_vectors(X, opts.subtract_mean, opts.l2_normalize),
+        if draw:
+            plots.plot_embedding_map(os.path.join(out_dir, "embedding_map.png"), prepared,
                                      np.where(result.is_outlier, -1, result.labels), gold_labels, seed=opts.seed,
                                      title=f"{source}: {len(keys)} utterances")
     stats["options"] = dataclasses.asdict(opts)
