@@ -54,5 +54,5 @@ while true; do
     *) break ;;
   esac
 done
-unset __name __value __pass __file
+unset __name __value __pass
 true
