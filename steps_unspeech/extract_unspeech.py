@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Unspeech embeddings of a data dir as a Kaldi online-ivector dir (Python side of
 extract_unspeech.sh, which runs --task prepare, then --task job in parallel, then
---task finalize).  --task all does the three in one process."""
+--task finalize).  --task all does the three in one process.  A model trained on
+fbank reads <data-dir>/feats.scp; an end-to-end model (--end-to-end true in training)
+reads <data-dir>/wav.scp (+ segments) and puts its rows on Kaldi's frame grid."""
 import os
 
 from utils_py.kaldi import datadir
 from utils_py.extract import extractor
-from utils_py.cli import nonneg_int, parse_args, positive_int, step_parser, str2bool
+from utils_py.cli import nonneg_int, parse_args, positive_float, positive_int, step_parser, str2bool
 from utils_py.fileio import ensure_dir, refuse_overwrite
 from utils_py.log import UnspeechError, get_logger, run_step
 
@@ -15,7 +17,7 @@ EPILOG = """Example (what extract_unspeech.sh runs):
   extract_unspeech.py --task job --job 1 --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
   extract_unspeech.py --task finalize --nj 2 --period 10 data/test exp/unspeech exp/unspeech/ivectors_test
 Options that change the output (period, padding, combine-contexts, fast,
-speaker-vectors, batch-size, compress) must be the same for all three tasks.
+speaker-vectors, batch-size, compress, frame-*, snip-edges) must be the same for all three tasks.
 --config FILE: --name=value lines of these options (Kaldi's --config)."""
 
 
@@ -39,8 +41,15 @@ def build_parser():
                    help="true: ivector_online rows as Kaldi compressed matrices (automatic method, like "
                         "Kaldi's extract_ivectors_online.sh; lossy); false: float32. utt_vectors "
                         "(Kaldi vectors, which Kaldi cannot compress) are float32 either way")
+    p.add_argument("--frame-shift", type=positive_float, default=10.0,
+                   help="end-to-end models: frame shift in ms of the features the rows go with (the chain "
+                        "model's MFCC conf); an utterance gets ceil(frames / period) rows")
+    p.add_argument("--frame-length", type=positive_float, default=25.0,
+                   help="end-to-end models: frame length in ms of those features")
+    p.add_argument("--snip-edges", type=str2bool, default=True,
+                   help="end-to-end models: Kaldi's --snip-edges of those features (frame count)")
     p.add_argument("--num-threads", type=nonneg_int, default=1, help="TensorFlow threads per job (0: all cores)")
-    p.add_argument("data_dir", help="Kaldi data dir with feats.scp")
+    p.add_argument("data_dir", help="Kaldi data dir with feats.scp (end-to-end model: wav.scp)")
     p.add_argument("model_dir", help="trained unspeech model (config.json + weights)")
     p.add_argument("out_dir", help="output online-ivector dir")
     return p
@@ -51,7 +60,8 @@ def main(argv=None):
     log = get_logger("extract_unspeech")
     opts = dict(period=args.period, padding=args.padding, combine_contexts=args.combine_contexts,
                 fast=args.fast, speaker_vectors=args.speaker_vectors, batch_size=args.batch_size,
-                compress=args.compress)
+                compress=args.compress, frame_shift=args.frame_shift, frame_length=args.frame_length,
+                snip_edges=args.snip_edges)
     if args.task in ("all", "prepare"):
         refuse_overwrite(args.out_dir, [args.data_dir, args.model_dir], "output dir")
         extractor.check_inputs(args.data_dir, args.model_dir)

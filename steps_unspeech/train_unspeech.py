@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Train the unspeech context model on Kaldi features.
+"""Train the unspeech context model on Kaldi features (or, --end-to-end true, on raw audio).
 
     train_unspeech.py [options] <data-dir> <model-dir>          # uses <data-dir>/feats.scp
     train_unspeech.py [options] --filelist feats.scp <model-dir>  # any scp or ark
+    train_unspeech.py --end-to-end true [options] <data-dir> <model-dir>   # <data-dir>/wav.scp (+ segments)
 
 Writes <model-dir>/{final.weights.npz,config.json,metrics.json,training_curves.png},
 checkpoints/, tb/ and log/train.log.  Rerun the same command to resume.
@@ -22,6 +23,7 @@ EPILOG = """Examples:
   train_unspeech.py --config conf/train_demo.conf data/train exp/unspeech
   train_unspeech.py --filelist data/train/feats.scp --spk2utt data/train/spk2utt \\
       --window-length 64 --steps 400000 exp/unspeech_64
+  train_unspeech.py --config conf/train_demo_e2e.conf data/train exp/unspeech_e2e   # raw audio
 Defaults are the unspeech-64-ted settings (Vgg16big, 64-frame windows, 2+2 contexts,
 4 negatives); the recipe confs conf/train_{demo,fsdd,tedlium}.conf override them."""
 
@@ -40,6 +42,9 @@ def parser():
 
 def main(argv=None):
     args = parse_args(parser(), argv)
+    if args.filelist and args.end_to_end:
+        raise UnspeechError(f"--end-to-end true reads the audio (wav.scp) of a data dir, not a feature table: "
+                            f"--filelist {args.filelist}")
     if args.filelist:
         if len(args.dirs) != 1:
             raise UnspeechError(f"with --filelist give only <model-dir>, got: {' '.join(args.dirs)}")
@@ -48,8 +53,13 @@ def main(argv=None):
         if len(args.dirs) != 2:
             raise UnspeechError(f"need <data-dir> <model-dir> (or --filelist <scp> <model-dir>), "
                                 f"got: {' '.join(args.dirs)}")
-        feats, model_dir = os.path.join(args.dirs[0], "feats.scp"), args.dirs[1]
-        require_file(feats, "feats.scp of the data dir")
+        model_dir = args.dirs[1]
+        if args.end_to_end:
+            feats = args.dirs[0]
+            require_file(os.path.join(feats, "wav.scp"), "wav.scp of the data dir (--end-to-end true)")
+        else:
+            feats = os.path.join(args.dirs[0], "feats.scp")
+            require_file(feats, "feats.scp of the data dir")
     refuse_overwrite(model_dir, [args.filelist or args.dirs[0], feats, args.spk2utt], "model dir")
     log = get_logger(STEP)
     log_path = os.path.join(ensure_dir(os.path.join(model_dir, "log")), "train.log")

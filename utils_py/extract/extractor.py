@@ -49,6 +49,14 @@ instead of ``i * period`` (off by at most ``s / 2`` frames), and the conv
 layers near a window's edges see the neighbouring frames instead of the
 zero padding of a lone window.  ``compare_fast(...)`` measures the deviation
 (mean cosine similarity of fast vs exact rows).
+
+End-to-end models (``end_to_end`` in their config) read the audio of the data dir
+(``wav.scp``, ``segments``) at the sample rate they were trained on.  Rows sit on Kaldi's
+frame grid (:class:`~utils_py.features.waveform.FrameGrid`: ``frame_shift``,
+``frame_length``, ``snip_edges``, the framing of the chain model's MFCCs): an utterance
+of ``N`` samples has the ``T`` frames Kaldi's feature binaries give it and
+``ceil(T / period)`` rows; row ``i``'s window starts at sample ``i * period * shift``.
+Where the data dir also has ``feats.scp``, every utterance's ``T`` is checked against it.
 """
 import functools
 import hashlib
@@ -59,7 +67,9 @@ import numpy as np
 
 from utils_py.kaldi import datadir
 from utils_py.kaldi import tables
+from utils_py.features import audio
 from utils_py.features.feature_set import check_utterance
+from utils_py.features.waveform import FrameGrid, check_rate
 from utils_py import stamp
 from utils_py.fileio import atomic_write_text, ensure_dir, remove_stale_temps, require_file
 from utils_py.log import UnspeechError, get_logger
@@ -76,11 +86,14 @@ def num_rows(num_frames: int, period: int) -> int:
     return -(-int(num_frames) // int(period))
 
 
-def window_starts(num_frames: int, period: int, window: int, padding: str = "repeat") -> np.ndarray:
-    """First frame of each row's window, in the (padded) utterance."""
-    starts = np.arange(num_rows(num_frames, period), dtype=np.int64) * int(period)
+def window_starts(num_frames: int, period: int, window: int, padding: str = "repeat", hop: int = 1,
+                  length: int = None) -> np.ndarray:
+    """First input row (frame; end-to-end: sample, ``hop`` per frame) of each row's window, in the
+    (padded) utterance of ``length`` input rows (default ``num_frames``)."""
+    starts = np.arange(num_rows(num_frames, period), dtype=np.int64) * (int(period) * int(hop))
     if padding == "last-window":
-        np.minimum(starts, max(int(num_frames) - int(window), 0), out=starts)
+        end = int(num_frames if length is None else length)
+        np.minimum(starts, max(end - int(window), 0), out=starts)
     elif padding not in PADDINGS:
         raise UnspeechError(f"unknown --padding {padding} (choose from {', '.join(PADDINGS)})")
     return starts
@@ -98,10 +111,13 @@ def pad_frames(feats: np.ndarray, length: int, padding: str = "repeat") -> np.nd
     return np.concatenate([feats, tail])
 
 
-def utterance_windows(feats: np.ndarray, period: int, window: int, padding: str = "repeat"):
+def utterance_windows(feats: np.ndarray, period: int, window: int, padding: str = "repeat", hop: int = 1,
+                      num_frames: int = None):
     """``(windows, starts)``: a read-only ``(L - window + 1, window, dim)`` view of all
-    windows of the padded utterance, and the start frame of each row (index into it)."""
-    starts = window_starts(len(feats), period, window, padding)
+    windows of the padded utterance, and the start of each row's window (index into it).
+    ``feats``: frames, or samples ``(N, 1)`` with ``hop`` samples per frame and ``num_frames`` frames."""
+    frames = len(feats) if num_frames is None else num_frames
+    starts = window_starts(frames, period, window, padding, hop, len(feats))
     x = np.ascontiguousarray(pad_frames(feats, int(starts[-1]) + window, padding), dtype=np.float32)
     view = np.lib.stride_tricks.as_strided(
         x, shape=(len(x) - window + 1, window, x.shape[1]),
@@ -114,11 +130,14 @@ class Extractor:
     """Embeds utterances with a loaded model, many windows per forward pass.
 
     ``towers``: ("target",) by default; ``combine_contexts=True`` appends the
-    context tower (rows of ``2 * embedding_size``).
+    context tower (rows of ``2 * embedding_size``).  An end-to-end model takes samples
+    (1-D, at the model's ``sample_rate``) and puts rows on the Kaldi frame grid of
+    ``frame_shift`` / ``frame_length`` ms and ``snip_edges``.
     """
 
     def __init__(self, model, period: int = 10, padding: str = "repeat", combine_contexts: bool = False,
-                 fast: bool = False, batch_size: int = 512, chunk_windows: int = None):
+                 fast: bool = False, batch_size: int = 512, chunk_windows: int = None,
+                 frame_shift: float = 10.0, frame_length: float = 25.0, snip_edges: bool = True):
         if int(period) < 1:
             raise UnspeechError(f"--period must be >= 1, got {period}")
         if padding not in PADDINGS:
@@ -133,12 +152,18 @@ class Extractor:
         self.towers = ("target", "context") if combine_contexts else ("target",)
         self.feature_dim = int(model.config["feature_dim"])
         self.dim = int(model.config["embedding_size"]) * len(self.towers)
+        self.grid, self.hop = None, 1   # end-to-end: Kaldi's frames over the samples
+        if model.config.get("end_to_end"):
+            if not model.config.get("sample_rate"):
+                raise UnspeechError("end-to-end model config has no sample_rate (retrain it)")
+            self.grid = FrameGrid(int(model.config["sample_rate"]), frame_shift, frame_length, snip_edges)
+            self.hop = self.grid.shift
         # Windows gathered from several utterances before one embed() call.
         self.chunk_windows = int(chunk_windows or 8 * self.batch_size)
         self._fast_fns = {}
 
     def extract(self, utterances, source: str = ""):
-        """Yield ``(key, rows)`` for each ``(key, feats)``, in input order.
+        """Yield ``(key, rows)`` for each ``(key, feats)`` (end-to-end: ``(key, samples)``), in input order.
 
         Each utterance is checked first (finite, >= 1 frame, the model's feature
         dim); a bad one raises UnspeechError naming it and ``source``.
@@ -146,12 +171,15 @@ class Extractor:
         pending, pending_rows = [], 0
         for key, feats in utterances:
             feats = np.asarray(feats)
+            if self.grid is not None:
+                feats = feats.reshape(-1, 1) if feats.ndim == 1 else feats
             if feats.ndim == 2 and feats.shape[0] > 0 and feats.shape[1] != self.feature_dim:
                 raise UnspeechError(f"utterance {key} has feature dim {feats.shape[1]}, the model expects "
-                                    f"{self.feature_dim}: {source}")
+                                    f"{self.feature_dim}{' (samples)' if self.grid else ''}: {source}")
             check_utterance(key, feats, self.feature_dim, source)
-            pending.append((key, feats))
-            pending_rows += num_rows(len(feats), self.period)
+            frames = self.num_frames(len(feats), key, source)
+            pending.append((key, feats, frames))
+            pending_rows += num_rows(frames, self.period)
             if pending_rows >= self.chunk_windows:
                 yield from self._embed_group(pending)
                 pending, pending_rows = [], 0
@@ -162,19 +190,29 @@ class Extractor:
         """Rows of one utterance (convenience wrapper of :meth:`extract`)."""
         return next(self.extract([("utt", feats)]))[1]
 
+    def num_frames(self, length: int, key: str = "?", source: str = "") -> int:
+        """Frames of an utterance of ``length`` input rows: itself, or Kaldi's frames of that many samples."""
+        if self.grid is None:
+            return int(length)
+        frames = self.grid.num_frames(length)
+        if frames < 1:
+            raise UnspeechError(f"utterance {key} has {length} samples, fewer than one {self.grid.frame_length_ms:g} "
+                                f"ms frame ({self.grid.length} samples at {self.grid.sample_rate} Hz): {source}")
+        return frames
+
     def _embed_group(self, group):
         per_tower = [self._fast_tower(group, t) if self.fast else self._exact_tower(group, t)
                      for t in self.towers]
         rows = np.concatenate(per_tower, axis=1) if len(per_tower) > 1 else per_tower[0]
         offset = 0
-        for key, feats in group:
-            n = num_rows(len(feats), self.period)
+        for key, _, frames in group:
+            n = num_rows(frames, self.period)
             yield key, rows[offset:offset + n]
             offset += n
 
     def _exact_tower(self, group, tower):
         window = self.model.window_length_of(tower)
-        views = [utterance_windows(f, self.period, window, self.padding) for _, f in group]
+        views = [utterance_windows(f, self.period, window, self.padding, self.hop, t) for _, f, t in group]
         batch = np.empty((sum(len(s) for _, s in views), window, self.feature_dim), np.float32)
         offset = 0
         for view, starts in views:
@@ -192,7 +230,7 @@ class Extractor:
             head_in = tuple(int(v) for v in head.input_shape[1:])
             head_fn = tf.function(lambda x: head(x, training=False), input_signature=[
                 tf.TensorSpec((None,) + head_in, tf.float32)])
-            stride = self.model.min_frames  # time pooling factor 2 ** pools
+            stride = self.model.time_stride  # input rows per feature-map row (2 ** pools; e2e: x front-end)
             self._fast_fns[tower] = (conv_fn, head_fn, head_in[0], stride)
         return self._fast_fns[tower]
 
@@ -200,8 +238,8 @@ class Extractor:
         conv_fn, head_fn, fmap_len, stride = self._fast_functions(tower)
         window = self.model.window_length_of(tower)
         slices = []
-        for _, feats in group:
-            starts = window_starts(len(feats), self.period, window, self.padding)
+        for _, feats, frames in group:
+            starts = window_starts(frames, self.period, window, self.padding, self.hop, len(feats))
             length = max(int(starts[-1]) + window, len(feats))
             length = -(-length // stride) * stride
             x = pad_frames(np.asarray(feats, np.float32), length, self.padding)
@@ -264,10 +302,25 @@ def model_files_id(model_dir: str) -> str:
     return h.hexdigest()
 
 
-def job_signature(model_dir: str, feats_scp: str, opts: dict) -> dict:
+def is_end_to_end(model_dir: str) -> bool:
+    """Whether the model of ``model_dir`` reads audio (``end_to_end`` in its config.json)."""
+    from utils_py.model.network import read_config
+    return bool(read_config(model_dir).get("end_to_end", False))
+
+
+def job_inputs(split_dir: str, end_to_end: bool) -> list:
+    """The tables a job reads: ``feats.scp``; end-to-end: ``wav.scp`` (+ ``segments``, + ``feats.scp``
+    whose frame counts it checks), each of them present."""
+    if not end_to_end:
+        return [require_file(os.path.join(split_dir, "feats.scp"), "feats.scp")]
+    names = [require_file(os.path.join(split_dir, "wav.scp"), "wav.scp (end-to-end model)")]
+    return names + [p for p in (os.path.join(split_dir, n) for n in ("segments", "feats.scp")) if os.path.isfile(p)]
+
+
+def job_signature(model_dir: str, split_dir: str, opts: dict) -> dict:
     """What a job's output depends on (its ``.done`` stamp): model files, options and its exact input list."""
-    require_file(feats_scp, "feats.scp")
-    return stamp.signature(contents=[feats_scp], options=dict(opts, model_files=model_files_id(model_dir)))
+    inputs = job_inputs(split_dir, is_end_to_end(model_dir))
+    return stamp.signature(contents=inputs, options=dict(opts, model_files=model_files_id(model_dir)))
 
 
 def job_is_done(out_dir: str, job: int, signature: dict) -> bool:
@@ -287,15 +340,18 @@ def load_model(model_dir: str):
 
 
 def extractor_options(period=10, padding="repeat", combine_contexts=False, fast=False,
-                      speaker_vectors=False, batch_size=512, compress=True) -> dict:
+                      speaker_vectors=False, batch_size=512, compress=True, frame_shift=10.0,
+                      frame_length=25.0, snip_edges=True) -> dict:
     """The options a job's output depends on (its ``.done`` signature, ``extract_opts.json``).
 
     ``compress``: ``ivector_online`` rows as Kaldi compressed matrices (what Kaldi's
     extract_ivectors_online.sh writes by default); ``utt_vectors`` are Kaldi vectors, which
-    Kaldi cannot compress, and stay float32 either way."""
+    Kaldi cannot compress, and stay float32 either way.  ``frame_shift`` / ``frame_length`` (ms),
+    ``snip_edges``: the frame grid of end-to-end models (ignored by fbank models)."""
     return {"period": int(period), "padding": padding, "combine_contexts": bool(combine_contexts),
             "fast": bool(fast), "speaker_vectors": bool(speaker_vectors), "batch_size": int(batch_size),
-            "compress": bool(compress)}
+            "compress": bool(compress), "frame_shift": float(frame_shift), "frame_length": float(frame_length),
+            "snip_edges": bool(snip_edges)}
 
 
 def check_inputs(data_dir: str, model_dir: str) -> dict:
@@ -303,15 +359,21 @@ def check_inputs(data_dir: str, model_dir: str) -> dict:
 
     Reads only matrix headers: every feats.scp entry must be readable, have at
     least one frame and the model's feature dim.  Errors name the utterance.
+    An end-to-end model needs ``wav.scp`` instead (every file entry present); its
+    sample rate and frame counts are checked by the jobs as they read the audio.
     """
     from utils_py.model.network import WEIGHTS_FILE, read_config
     if not os.path.isdir(model_dir):
         raise UnspeechError(f"model directory not found: {model_dir}")
     config = read_config(model_dir)
     require_file(os.path.join(model_dir, WEIGHTS_FILE), "model weights")
-    for key in ("feature_dim", "window_length", "embedding_size"):
+    for key in ("feature_dim", "window_length", "embedding_size") + (("sample_rate",) if config.get("end_to_end")
+                                                                      else ()):
         if key not in config:
             raise UnspeechError(f"model config has no {key}: {os.path.join(model_dir, 'config.json')}")
+    if config.get("end_to_end"):
+        audio.check_data_dir(data_dir)
+        return config
     datadir.validate(data_dir, need=("feats.scp",))
     feats_scp = os.path.join(data_dir, "feats.scp")
     dim = int(config["feature_dim"])
@@ -336,12 +398,11 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     """
     log = get_logger("extract_unspeech")
     opts = extractor_options(**opts)
-    feats_scp = os.path.join(split_dir, "feats.scp")
     if not os.path.isdir(model_dir):
         raise UnspeechError(f"model directory not found: {model_dir}")
     ensure_dir(out_dir)
     files = job_files(out_dir, job)
-    signature = job_signature(model_dir, feats_scp, opts)
+    signature = job_signature(model_dir, split_dir, opts)
     if job_is_done(out_dir, job, signature):
         log.info(f"job {job}: already done ({files['scp']})")
         return False
@@ -354,13 +415,15 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
         set_threads(num_threads)
         model = load_model(model_dir)
     ex = Extractor(model, opts["period"], opts["padding"], opts["combine_contexts"], opts["fast"],
-                   opts["batch_size"])
+                   opts["batch_size"], frame_shift=opts["frame_shift"], frame_length=opts["frame_length"],
+                   snip_edges=opts["snip_edges"])
+    utterances, source = job_utterances(split_dir, ex)
     n_utts = n_rows = 0
     vec_writer = (tables.MatrixWriter(files["vec_ark"], files["vec_scp"])
                   if opts["speaker_vectors"] else None)
     try:
         with tables.MatrixWriter(files["ark"], files["scp"], compress=opts["compress"]) as writer:
-            for key, rows in ex.extract(tables.iter_matrices(feats_scp), source=feats_scp):
+            for key, rows in ex.extract(utterances, source=source):
                 writer.write(key, rows)
                 if vec_writer:
                     vec_writer.write(key, rows.mean(axis=0))
@@ -375,6 +438,29 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     stamp.write(files["done"], signature, model_id=model.model_id, utterances=n_utts, rows=n_rows, dim=ex.dim)
     log.info(f"job {job}: {n_utts} utterances, {n_rows} rows of dim {ex.dim} -> {files['scp']}")
     return True
+
+
+def job_utterances(split_dir: str, ex: Extractor):
+    """``(utterances, source)`` a job feeds ``ex``: the matrices of ``feats.scp``, or for an end-to-end
+    model the samples of ``wav.scp`` (+ ``segments``), each checked for the model's sample rate and,
+    where ``feats.scp`` exists, for Kaldi's frame count."""
+    feats_scp = os.path.join(split_dir, "feats.scp")
+    if ex.grid is None:
+        return tables.iter_matrices(feats_scp), feats_scp
+    wav_scp = os.path.join(split_dir, "wav.scp")
+    frames = tables.scp_shapes(feats_scp) if os.path.isfile(feats_scp) else {}
+
+    def samples():
+        for utt, x, rate, rx in audio.iter_utterances(split_dir):
+            check_rate(ex.grid.sample_rate, rate, utt, rx)
+            if utt in frames and ex.num_frames(len(x), utt, rx) != frames[utt][0]:
+                raise UnspeechError(
+                    f"utterance {utt}: {frames[utt][0]} frames in {feats_scp}, but its {len(x)} samples give "
+                    f"{ex.num_frames(len(x))} with --frame-shift {ex.grid.frame_shift_ms:g} --frame-length "
+                    f"{ex.grid.frame_length_ms:g} --snip-edges {str(ex.grid.snip_edges).lower()} (set them as in "
+                    f"the features' conf)")
+            yield utt, x
+    return samples(), wav_scp
 
 
 def set_threads(num_threads: int = None) -> None:
@@ -396,7 +482,7 @@ def finalize(data_dir: str, model_dir: str, out_dir: str, nj: int, **opts) -> in
     opts = extractor_options(**opts)
     model_ids = set()
     for job in range(1, nj + 1):
-        sig = job_signature(model_dir, os.path.join(data_dir, f"split{nj}", str(job), "feats.scp"), opts)
+        sig = job_signature(model_dir, os.path.join(data_dir, f"split{nj}", str(job)), opts)
         if not job_is_done(out_dir, job, sig):
             raise UnspeechError(f"job {job} of {nj} has not finished with this model and these options (see "
                                 f"{out_dir}/log/extract.{job}.log); rerun to finish it: {out_dir}")

@@ -83,6 +83,24 @@ def check_entry(rxfile: str, utt: str) -> None:
         _check_file(rxfile.strip(), utt)
 
 
+def check_data_dir(data_dir: str) -> dict:
+    """Validate a data dir with audio (``datadir.validate``) and :func:`check_entry` every recording
+    it uses; return its ``utt2spk``."""
+    utt2spk = datadir.validate(data_dir, need=("wav.scp",))
+    wav_scp = datadir.read_table(os.path.join(data_dir, "wav.scp"))
+    seg_path = os.path.join(data_dir, "segments")
+    if os.path.isfile(seg_path):
+        used = {}
+        for utt, (reco, _, _) in read_segments(seg_path).items():
+            used.setdefault(reco, utt)
+        for reco, utt in used.items():
+            check_entry(wav_scp[reco], f"{utt} (recording {reco})")
+    else:
+        for utt, rx in wav_scp.items():
+            check_entry(rx, utt)
+    return utt2spk
+
+
 def read_audio(rxfile: str, utt: str = "?", channel: int = -1):
     """Read one ``wav.scp`` value; return ``(samples float32 int16-scale 1-D, sample_rate)``.
 

@@ -248,18 +248,7 @@ def prepare_data_dir(data_dir: str, config: FbankConfig, nj: int, log=None) -> i
     utterances); the parts are ``<data_dir>/split<nj>utt/{1..nj}``.
     """
     log = log or get_logger("make_fbank")
-    utt2spk = datadir.validate(data_dir, need=("wav.scp",))
-    wav_scp = datadir.read_table(os.path.join(data_dir, "wav.scp"))
-    seg_path = os.path.join(data_dir, "segments")
-    if os.path.isfile(seg_path):
-        used = {}
-        for utt, (reco, _, _) in audio.read_segments(seg_path).items():
-            used.setdefault(reco, utt)
-        for reco, utt in used.items():
-            audio.check_entry(wav_scp[reco], f"{utt} (recording {reco})")
-    else:
-        for utt, rx in wav_scp.items():
-            audio.check_entry(rx, utt)
+    utt2spk = audio.check_data_dir(data_dir)
     if nj > len(utt2spk):
         log.info(f"only {len(utt2spk)} utterances: using {len(utt2spk)} jobs instead of {nj}")
         nj = len(utt2spk)

@@ -34,8 +34,9 @@ _CACHE_VERSION = 1
 class FeatureSet:
     """Features of many utterances, concatenated: ``data[offsets[i]:offsets[i]+lengths[i]]``."""
 
-    def __init__(self, keys, lengths, data, source=""):
+    def __init__(self, keys, lengths, data, source="", meta=None):
         self.keys = list(keys)
+        self.meta = dict(meta or {})   # e.g. {"sample_rate": 16000} of a waveform set
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)[:-1]]).astype(np.int64)
         self.data = data
@@ -72,7 +73,7 @@ class FeatureSet:
         """A new in-memory FeatureSet with only ``keys`` (in the given order)."""
         mats = [np.asarray(self[k]) for k in keys]
         data = np.concatenate(mats) if mats else np.zeros((0, self.dim), np.float32)
-        return FeatureSet(keys, [len(m) for m in mats], data, self.source)
+        return FeatureSet(keys, [len(m) for m in mats], data, self.source, self.meta)
 
 
 def _checked(key, mat, dim, source):
@@ -103,15 +104,16 @@ def _unique(key, seen, source):
     seen.add(key)
 
 
-def _read_all(spec):
+def _collect(items, source):
+    """Every ``(key, matrix)`` of ``items``, checked, as (keys, matrices)."""
     keys, mats, dim, seen = [], [], None, set()
-    for key, mat in iter_matrices(spec):
-        _unique(key, seen, spec)
-        mats.append(_checked(key, mat, dim, spec))
+    for key, mat in items:
+        _unique(key, seen, source)
+        mats.append(_checked(key, mat, dim, source))
         dim = mat.shape[1]
         keys.append(key)
     if not keys:
-        raise UnspeechError(f"no utterances in: {spec}")
+        raise UnspeechError(f"no utterances in: {source}")
     return keys, mats
 
 
@@ -122,11 +124,25 @@ def load_features(spec: str, cache_dir: str = None) -> FeatureSet:
     newer than it or has changed size.  Building streams one utterance at a
     time, so it never needs the whole corpus in memory.
     """
+    signature = _source_stamp(spec) if cache_dir is not None else None
+    return build_feature_set(lambda: iter_matrices(spec), spec, cache_dir, signature)
+
+
+def build_feature_set(make_items, source: str, cache_dir: str = None, signature: dict = None,
+                      meta: dict = None) -> FeatureSet:
+    """A FeatureSet of the ``(key, (T, dim) matrix)`` pairs ``make_items()`` yields (each checked).
+
+    In memory without ``cache_dir``; else memory-mapped from ``cache_dir``, built once and
+    reused while its stamp equals ``signature`` (what the items depend on).  ``meta``: a dict
+    ``make_items`` fills while it runs (e.g. the sample rate); kept in the cache and set as
+    ``FeatureSet.meta``.
+    """
+    meta = {} if meta is None else meta
     if cache_dir is None:
-        keys, mats = _read_all(spec)
+        keys, mats = _collect(make_items(), source)
         data = np.concatenate(mats, dtype=np.float32)   # peak: the matrices + one copy (no astype copy)
-        return FeatureSet(keys, [len(m) for m in mats], data, spec)
-    return _load_cached(spec, cache_dir)
+        return FeatureSet(keys, [len(m) for m in mats], data, source, meta)
+    return _load_cached(make_items, source, cache_dir, signature, meta)
 
 
 def _source_stamp(spec):
@@ -136,31 +152,31 @@ def _source_stamp(spec):
     return stamp.signature(files=[path], options={"version": _CACHE_VERSION})
 
 
-def _load_cached(spec, cache_dir):
-    source = _source_stamp(spec)
+def _load_cached(make_items, source, cache_dir, signature, meta):
     index_path = os.path.join(cache_dir, "index.json")
     data_path = os.path.join(cache_dir, "data.f32")
     if os.path.isfile(index_path):
         with open(index_path) as f:
             index = json.load(f)
-        if index.get("stamp") == source and os.path.isfile(data_path):
+        if index.get("stamp") == signature and os.path.isfile(data_path):
             n = int(sum(index["lengths"]))
             data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(n, index["dim"]))
-            return FeatureSet(index["keys"], index["lengths"], data, spec)
+            return FeatureSet(index["keys"], index["lengths"], data, source, index.get("meta", {}))
     ensure_dir(cache_dir)
     stamp.clear(index_path)   # index.json is the cache's stamp: gone while data.f32 is rewritten
     remove_stale_temps(data_path)
     keys, lengths, dim, seen = [], [], None, set()
     with atomic_write(data_path, "wb") as f:
-        for key, mat in iter_matrices(spec):
-            _unique(key, seen, spec)
-            _checked(key, mat, dim, spec)
+        for key, mat in make_items():
+            _unique(key, seen, source)
+            _checked(key, mat, dim, source)
             dim = mat.shape[1]
             f.write(np.ascontiguousarray(mat, dtype=np.float32).tobytes())
             keys.append(key)
             lengths.append(int(mat.shape[0]))
         if not keys:
-            raise UnspeechError(f"no utterances in: {spec}")
-    atomic_write_text(index_path, json.dumps({"stamp": source, "dim": dim, "keys": keys, "lengths": lengths}))
+            raise UnspeechError(f"no utterances in: {source}")
+    atomic_write_text(index_path, json.dumps({"stamp": signature, "dim": dim, "keys": keys, "lengths": lengths,
+                                              "meta": meta}))
     data = np.memmap(data_path, dtype=np.float32, mode="r", shape=(int(sum(lengths)), dim))
-    return FeatureSet(keys, lengths, data, spec)
+    return FeatureSet(keys, lengths, data, source, meta)

@@ -7,6 +7,13 @@ The logit of a (target, context) pair is the dot product of their embeddings.
 With ``tied_embeddings_transforms`` the two towers share the conv stack (as in
 the original unspeech); the heads are always separate.
 
+``end_to_end``: the towers read raw samples (windows of ``window_length`` samples, input
+dim 1) through the original's learned front-end -- one 1-D conv of ``frontend_filters``
+filters of ``frontend_filter_size`` taps, stride 2, no padding, tanh or leaky ReLU, optionally
+log(1 + |x|), max-pool ``frontend_pool`` over time -- whose (time x filters) output is the
+image the conv stack sees.  ``time_stride`` is the input rows (frames or samples) per row of
+the conv stack's output.
+
 Usage::
 
     from utils_py.model.network import build_model, load_model_dir
@@ -38,7 +45,7 @@ from utils_py.log import UnspeechError
 
 # TensorFlow/Keras 3 are imported on first use (_load_tf), so that option
 # parsing, --help and input checks of the steps do not pay for the import.
-keras = tf = _Scale = _Standardize = None
+keras = tf = _Scale = _Standardize = _Log1pAbs = None
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "final.weights.npz"
@@ -55,8 +62,8 @@ MODEL_TRANSFORMS = {
 # Options of the model itself (defaults: the unspeech-64-ted settings): the one place they are
 # defined; training options (utils_py.train.loop.OPTIONS) add the rest.
 MODEL_OPTIONS = [
-    Option("window_length", positive_int, 64, "frames of the target (centre) window"),
-    Option("window_neg_length", positive_int, 64, "frames of each context window"),
+    Option("window_length", positive_int, 64, "frames (end-to-end: samples) of the target (centre) window"),
+    Option("window_neg_length", positive_int, 64, "frames (end-to-end: samples) of each context window"),
     Option("left_contexts", nonneg_int, 2, "context windows left of the target"),
     Option("right_contexts", nonneg_int, 2, "context windows right of the target"),
     Option("embedding_transformation", one_of(*MODEL_TRANSFORMS), "Vgg16big", "conv stack"),
@@ -69,10 +76,20 @@ MODEL_OPTIONS = [
     Option("mixed_precision", str2bool, False,
            "bfloat16 compute, float32 weights (faster on CPUs with AVX512-BF16/AMX and on GPUs)"),
     Option("input_normalization", str2bool, True,
-           "standardise each fbank bin with mean/std of the training data (stored in the model)"),
+           "standardise each fbank bin (end-to-end: the samples) with mean/std of the training data "
+           "(stored in the model)"),
+    Option("end_to_end", str2bool, False, "read raw samples (wav.scp) through a learned 1-D conv front-end "
+           "instead of fbank frames; window lengths then count samples"),
+    Option("frontend_filter_size", positive_int, 512, "end-to-end: taps (samples) of each front-end filter"),
+    Option("frontend_filters", positive_int, 40, "end-to-end: front-end filters (the image width the conv stack sees)"),
+    Option("frontend_activation", one_of("tanh", "leaky_relu"), "tanh", "end-to-end: non-linearity of the front-end"),
+    Option("frontend_log1p", str2bool, True, "end-to-end: log(1 + |x|) of the front-end output"),
+    Option("frontend_pool", positive_int, 2, "end-to-end: max-pool over time of the front-end output (its conv "
+           "has stride 2, so one image row = 2 x this many samples)"),
 ]
 MODEL_DEFAULTS = defaults_of(MODEL_OPTIONS)
-MODEL_KEYS = tuple(MODEL_DEFAULTS) + ("feature_dim",)
+MODEL_KEYS = tuple(MODEL_DEFAULTS) + ("feature_dim", "sample_rate")   # sample_rate: end-to-end models
+FRONTEND_STRIDE = 2
 
 LEAK = 0.2
 
@@ -85,6 +102,28 @@ def min_frames_of(transform: str) -> int:
     return 2 ** len(MODEL_TRANSFORMS[transform][1])
 
 
+def stack_rows(cfg: dict, length: int) -> int:
+    """Rows of the image the conv stack sees for an input of ``length`` frames (end-to-end: samples)."""
+    if not cfg["end_to_end"]:
+        return int(length)
+    conv = (int(length) - int(cfg["frontend_filter_size"])) // FRONTEND_STRIDE + 1
+    return max(conv, 0) // int(cfg["frontend_pool"])
+
+
+def time_stride(cfg: dict) -> int:
+    """Input frames (end-to-end: samples) per row of the conv stack's output."""
+    pools = min_frames_of(cfg["embedding_transformation"])
+    return pools * (FRONTEND_STRIDE * int(cfg["frontend_pool"]) if cfg["end_to_end"] else 1)
+
+
+def min_window(cfg: dict) -> int:
+    """Shortest window (frames; end-to-end: samples, the receptive field of one output row)."""
+    need = min_frames_of(cfg["embedding_transformation"])
+    if not cfg["end_to_end"]:
+        return need
+    return int(cfg["frontend_filter_size"]) + FRONTEND_STRIDE * (need * int(cfg["frontend_pool"]) - 1)
+
+
 def check_model_config(config: dict) -> dict:
     """``config`` with MODEL_DEFAULTS filled in; UnspeechError for impossible values."""
     cfg = dict(MODEL_DEFAULTS)
@@ -92,21 +131,30 @@ def check_model_config(config: dict) -> dict:
     if "feature_dim" not in cfg:
         raise UnspeechError("model config has no feature_dim")
     check_values(MODEL_OPTIONS, cfg)
-    need = min_frames_of(cfg["embedding_transformation"])
+    transform = cfg["embedding_transformation"]
+    need, shortest = min_frames_of(transform), min_window(cfg)
+    why = (f"samples of the receptive field (the front-end's {cfg['frontend_filter_size']}-tap filters, stride "
+           f"{FRONTEND_STRIDE}, pool {cfg['frontend_pool']}, then the {need} rows {transform} needs)"
+           if cfg["end_to_end"] else f"frames {transform} needs (2^pools)")
     for key in ("window_length", "window_neg_length"):
-        if int(cfg[key]) < need:
-            raise UnspeechError(
-                f"--{key.replace('_', '-')}={cfg[key]} is smaller than the {need} frames "
-                f"{cfg['embedding_transformation']} needs (2^pools)")
-    if int(cfg["feature_dim"]) < need:
+        if int(cfg[key]) < shortest:
+            raise UnspeechError(f"--{key.replace('_', '-')}={cfg[key]} is smaller than the {shortest} {why}")
+    if cfg["end_to_end"]:
+        if int(cfg["feature_dim"]) != 1:
+            raise UnspeechError(f"an end-to-end model reads samples (input dim 1), not features of dim "
+                                f"{cfg['feature_dim']}; train it on a data dir with wav.scp")
+        if int(cfg["frontend_filters"]) < need:
+            raise UnspeechError(f"--frontend-filters={cfg['frontend_filters']} is smaller than the {need} "
+                                f"{transform} needs (2^pools)")
+    elif int(cfg["feature_dim"]) < need:
         raise UnspeechError(f"feature dim {cfg['feature_dim']} is smaller than the {need} bins "
-                            f"{cfg['embedding_transformation']} needs (2^pools)")
+                            f"{transform} needs (2^pools)")
     return cfg
 
 
 def _load_tf():
     """Import TensorFlow + Keras and define our layer classes (once)."""
-    global keras, tf, _Scale, _Standardize
+    global keras, tf, _Scale, _Standardize, _Log1pAbs
     if keras is not None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -134,7 +182,13 @@ def _load_tf():
         def call(self, x):
             return (x - keras.ops.cast(self.mean, x.dtype)) / keras.ops.cast(self.std, x.dtype)
 
-    _Scale, _Standardize = Scale, Standardize
+    class Log1pAbs(keras.layers.Layer):
+        """log(1 + |x|) (the original's ``first_layer_log1p``)."""
+
+        def call(self, x):
+            return keras.ops.log1p(keras.ops.abs(x))
+
+    _Scale, _Standardize, _Log1pAbs = Scale, Standardize, Log1pAbs
 
 
 def _conv(x, filters, name, policy, kernel=3, activation=True):
@@ -147,14 +201,37 @@ def _conv(x, filters, name, policy, kernel=3, activation=True):
     return x
 
 
+def _build_frontend(x, cfg, prefix, policy):
+    """End-to-end: (N, S, 1) samples -> (N, stack_rows(S), frontend_filters) learned filterbank."""
+    x = keras.layers.Conv1D(
+        cfg["frontend_filters"], cfg["frontend_filter_size"], strides=FRONTEND_STRIDE, padding="valid",
+        name=f"{prefix}_frontend_conv", dtype=policy,
+        kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+        bias_initializer=keras.initializers.Constant(0.01))(x)
+    if cfg["frontend_activation"] == "tanh":
+        x = keras.layers.Activation("tanh", name=f"{prefix}_frontend_tanh", dtype=policy)(x)
+    else:
+        x = keras.layers.LeakyReLU(LEAK, name=f"{prefix}_frontend_act", dtype=policy)(x)
+    if cfg["frontend_log1p"]:
+        x = _Log1pAbs(name=f"{prefix}_frontend_log1p", dtype=policy)(x)
+    if cfg["frontend_pool"] > 1:
+        x = keras.layers.MaxPooling1D(cfg["frontend_pool"], name=f"{prefix}_frontend_pool", dtype=policy)(x)
+    return x
+
+
 def _build_conv_stack(cfg, prefix, policy):
-    """(N, T, D) -> (N, T // 2^p, D // 2^p, C), fully convolutional in T."""
+    """(N, T, D) -> (N, T // 2^p, D // 2^p, C), fully convolutional in T (end-to-end: (N, S, 1)
+    samples -> front-end -> (N, stack_rows(S) // 2^p, frontend_filters // 2^p, C))."""
     kind, stages = MODEL_TRANSFORMS[cfg["embedding_transformation"]]
-    inp = keras.Input((None, cfg["feature_dim"]), name=f"{prefix}_frames")
+    inp = keras.Input((None, cfg["feature_dim"]), name=f"{prefix}_{'samples' if cfg['end_to_end'] else 'frames'}")
     x = inp
     if cfg["input_normalization"]:
         x = _Standardize(name=f"{prefix}_input_norm")(x)
-    x = keras.layers.Reshape((-1, cfg["feature_dim"], 1), name=f"{prefix}_image")(x)
+    width = cfg["feature_dim"]
+    if cfg["end_to_end"]:
+        x = _build_frontend(x, cfg, prefix, policy)
+        width = cfg["frontend_filters"]
+    x = keras.layers.Reshape((-1, width, 1), name=f"{prefix}_image")(x)
     for s, stage in enumerate(stages, 1):
         if kind == "vgg":
             convs, filters = stage
@@ -207,6 +284,7 @@ class UnspeechModel:
         _load_tf()
         self.config = cfg
         self.min_frames = min_frames_of(cfg["embedding_transformation"])
+        self.time_stride = time_stride(cfg)   # input rows (frames or samples) per conv-stack output row
         policy = "mixed_bfloat16" if cfg["mixed_precision"] else "float32"
         tied = bool(cfg["tied_embeddings_transforms"])
         conv_t = _build_conv_stack(cfg, "shared" if tied else "target", policy)
@@ -215,8 +293,9 @@ class UnspeechModel:
         self._conv = {"target": conv_t, "context": conv_c}
         self._head, towers = {}, {}
         for tower, length in (("target", cfg["window_length"]), ("context", cfg["window_neg_length"])):
-            # one window's map: (window // 2^pools, D // 2^pools, C); min_frames == 2^pools
-            fmap_shape = (int(length) // self.min_frames,) + tuple(int(v) for v in conv_t.output.shape[2:])
+            # one window's map: (rows // 2^pools, width // 2^pools, C); min_frames == 2^pools
+            fmap_shape = ((stack_rows(cfg, length) // self.min_frames,)
+                          + tuple(int(v) for v in conv_t.output.shape[2:]))
             self._head[tower] = _build_head(cfg, tower, fmap_shape, scale, policy)
             inp = keras.Input((int(length), cfg["feature_dim"]), name=f"{tower}_window")
             towers[tower] = keras.Model(inp, self._head[tower](self._conv[tower](inp)), name=f"{tower}_tower")
@@ -255,7 +334,7 @@ class UnspeechModel:
         return int(self.config[key])
 
     def conv_stack(self, tower: str = "target") -> "keras.Model":
-        """(N, T, feature_dim), any T >= min_frames -> (N, T // 2^p, D // 2^p, C)."""
+        """(N, T, feature_dim), any T >= min_window -> (N, stack_rows(T) // 2^p, width // 2^p, C)."""
         return self._conv[_check_tower(tower)]
 
     def head(self, tower: str = "target") -> "keras.Model":
@@ -311,7 +390,7 @@ class UnspeechModel:
     def model_id(self) -> str:
         """Stable hex id of the model config (MODEL_KEYS) and the weights."""
         h = hashlib.sha256()
-        h.update(json.dumps({k: self.config[k] for k in MODEL_KEYS}, sort_keys=True).encode())
+        h.update(json.dumps({k: self.config.get(k) for k in MODEL_KEYS}, sort_keys=True).encode())
         for v in self.variables:
             w = np.ascontiguousarray(v.numpy())
             h.update(f"{v.path}:{w.dtype}:{w.shape}".encode())

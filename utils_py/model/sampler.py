@@ -6,8 +6,9 @@ target, each adjacent context window forms a positive pair with it.  Negative
 pairs take both windows from random positions of random utterances, drawn
 independently (with speakers: both from the positive sample's speaker, as the
 original's per-speaker negative sampling).  With ``level_jitter_db`` every
-training window gets its own random level offset (log fbank + constant), so
-windows cannot be matched by recording level alone.
+training window gets its own random level offset (log fbank + constant; raw samples,
+``samples=True``: times a gain), so windows cannot be matched by recording level alone.
+Windows count rows of ``feats``: frames, or samples of a waveform set (dim 1).
 
 Batch ``step`` is drawn from ``np.random.default_rng([seed, step])``: batches
 are reproducible, can be produced ahead in a background thread, and a resumed
@@ -43,11 +44,12 @@ class ContextSampler:
 
     def __init__(self, feats, utts, window_length, window_neg_length, left_contexts=2, right_contexts=2,
                  negative_samples=4, batch_size=32, seed=0, speakers=None, chunks_per_utt=1,
-                 level_jitter_db=0.0):
+                 level_jitter_db=0.0, samples=False):
         """``speakers``: optional int array, the speaker of every utterance of ``feats``;
         ``chunks_per_utt``: positive samples per drawn utterance in ``chunk_batch``;
         ``level_jitter_db``: every window's level moved by uniform(-x, x) dB on its own
-        (log fbank + x/10 ln 10), so that matching windows by recording level does not pay."""
+        (log fbank + x/10 ln 10; ``samples``: raw audio, times 10^(x/20)), so that matching windows
+        by recording level does not pay."""
         self.feats = feats
         self.utts = np.asarray(utts, dtype=np.int64)
         self.window_length = int(window_length)
@@ -58,7 +60,9 @@ class ContextSampler:
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.chunks_per_utt = int(chunks_per_utt)
-        self.level_jitter = float(level_jitter_db) * np.log(10.0) / 10.0   # in natural-log fbank units
+        # in natural-log units of fbank (power) or of the samples' amplitude
+        self.level_jitter = float(level_jitter_db) * np.log(10.0) / (20.0 if samples else 10.0)
+        self.samples = bool(samples)
         if self.chunks_per_utt < 1 or self.batch_size % self.chunks_per_utt:
             raise UnspeechError(f"chunks per utterance ({chunks_per_utt}) must divide the batch size ({batch_size})")
         self.chunk_length = chunk_length(window_length, window_neg_length, left_contexts, right_contexts)
@@ -130,11 +134,14 @@ class ContextSampler:
         return self._jitter(rng, t), self._jitter(rng, c)
 
     def _jitter(self, rng, windows):
-        """Add one random level offset to each window (the last two axes are frames x bins)."""
+        """One random level offset per window (the last two axes are frames x bins, or samples x 1)."""
         if self.level_jitter <= 0:
             return windows
         shift = rng.uniform(-self.level_jitter, self.level_jitter, windows.shape[:-2] + (1, 1))
-        windows += shift.astype(windows.dtype)
+        if self.samples:
+            windows *= np.exp(shift).astype(windows.dtype)
+        else:
+            windows += shift.astype(windows.dtype)
         return windows
 
     # ---- batches ----

@@ -7,9 +7,11 @@
     p = step_parser("...")
     loop.add_options(p)                 # every option with its default (unspeech-64-ted)
     args = parse_args(p, argv)
-    loop.run(loop.options_of(args), feats="data/train/feats.scp", model_dir="exp/unspeech")
+    opts = loop.options_of(args)
+    loop.run(opts, "data/train/feats.scp", "exp/unspeech")
+    loop.run(dict(opts, end_to_end=True), "data/train", "exp/unspeech_e2e")   # the audio of a data dir
 
-Model dir layout: ``config.json`` (every option + ``feature_dim``),
+Model dir layout: ``config.json`` (every option + ``feature_dim``; end-to-end: + ``sample_rate``),
 ``final.weights.npz``, ``metrics.json`` (written last: the "done" marker),
 ``checkpoints/{last,best}.npz`` (model + optimizer state + step + history),
 ``log/train.log``, ``tb/`` (TensorBoard), ``training_curves.png``.
@@ -36,6 +38,7 @@ from utils_py.cli import (Option, fraction, int_range, nonneg_float, nonneg_int,
                           positive_int, str2bool)
 from utils_py.kaldi.datadir import read_table
 from utils_py.features.feature_set import load_features
+from utils_py.features.waveform import load_waveforms
 from utils_py.fileio import atomic_write_text, dir_lock, ensure_dir, remove_stale_temps
 from utils_py.log import UnspeechError, get_logger
 from utils_py.model.network import (CONFIG_FILE, MODEL_OPTIONS, WEIGHTS_FILE, build_model, check_model_config,
@@ -82,6 +85,8 @@ OPTIONS = [
     Option("final_model", one_of("last", "best"), "last", "final.weights.npz = the last step, or the step with "
            "the best held-out context accuracy (early stopping; checkpoints/best.npz)"),
     _M["mixed_precision"], _M["input_normalization"],
+    _M["end_to_end"], _M["frontend_filter_size"], _M["frontend_filters"], _M["frontend_activation"],
+    _M["frontend_log1p"], _M["frontend_pool"],
     Option("jit_compile", str2bool, False, "XLA-compile the training step (slower than oneDNN on CPU here)"),
     Option("cache_dir", str, "", "memory-map the features from this directory (built once) instead of RAM"),
     Option("spk2utt", str, "", "negatives from the same speaker as the positive sample (spk2utt file)"),
@@ -89,6 +94,8 @@ OPTIONS = [
 assert {o.name for o in OPTIONS} >= set(_M), "every model option is a training option"
 # Options that may change between a run and its resume.
 RESUME_FREE = {"steps", "max_hours", "checkpoint_every", "log_every", "cache_dir", "jit_compile"}
+# What training adds to the options from the data (a resume must see the same).
+DATA_KEYS = ("feature_dim", "sample_rate")
 
 
 def add_options(parser) -> None:
@@ -115,22 +122,29 @@ def check_options(cfg: dict) -> None:
         raise UnspeechError("need --left-contexts + --right-contexts >= 1")
     if cfg["objective"] == "inbatch" and cfg["batch_size"] < 2:
         raise UnspeechError("--objective inbatch needs --batch-size >= 2")
-    check_model_config(dict(cfg, feature_dim=10 ** 6))  # window vs transform minimum
+    check_model_config(dict(cfg, feature_dim=1 if cfg["end_to_end"] else 10 ** 6))  # window vs receptive field
 
 
 # ---------------------------------------------------------------- data
-def load_training_data(feats_spec, cfg, log):
-    """FeatureSet, indices of usable utterances (>= one positive sample), speakers or None."""
-    feats = load_features(feats_spec, cache_dir=cfg["cache_dir"] or None)
+def load_training_data(source, cfg, log):
+    """FeatureSet (end-to-end: the samples of data dir ``source``, dim 1; else the feature table
+    ``source``), indices of usable utterances (>= one positive sample), speakers or None."""
+    cache = cfg["cache_dir"] or None
+    if cfg["end_to_end"]:
+        feats, unit = load_waveforms(source, cache_dir=cache), "samples"
+        what = f"{feats.num_frames} samples at {feats.meta['sample_rate']} Hz"
+    else:
+        feats, unit = load_features(source, cache_dir=cache), "frames"
+        what = f"{feats.num_frames} frames, dim {feats.dim}"
     need = chunk_length(cfg["window_length"], cfg["window_neg_length"], cfg["left_contexts"], cfg["right_contexts"])
     usable = np.flatnonzero(feats.lengths >= need)
     dropped = feats.num_utts - len(usable)
-    log.info(f"{feats.num_utts} utterances, {feats.num_frames} frames, dim {feats.dim} from {feats_spec}; "
-             f"dropped {dropped} shorter than one positive sample ({need} frames)")
+    log.info(f"{feats.num_utts} utterances, {what} from {source}; "
+             f"dropped {dropped} shorter than one positive sample ({need} {unit})")
     if len(usable) == 0:
-        raise UnspeechError(f"every utterance is shorter than one positive sample ({need} frames = "
+        raise UnspeechError(f"every utterance is shorter than one positive sample ({need} {unit} = "
                             f"window-length + window-neg-length * contexts; longest has "
-                            f"{int(feats.lengths.max())}): {feats_spec}")
+                            f"{int(feats.lengths.max())}): {source}")
     speakers = read_speakers(cfg["spk2utt"], feats) if cfg["spk2utt"] else None
     return feats, usable, speakers
 
@@ -347,7 +361,7 @@ def windows_per_step(cfg) -> int:
 
 def _config_diff(old, new):
     """Options that differ; an option newer than ``old``'s checkpoint counts as its default."""
-    keys = sorted((set(old) | set(new)) - RESUME_FREE - {"feature_dim"})
+    keys = sorted((set(old) | set(new)) - RESUME_FREE - set(DATA_KEYS))
     defaults = default_options()
     return [k for k in keys if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))]
 
@@ -360,8 +374,9 @@ def _other_options_message(model_dir, what, old, new, diff) -> str:
 
 
 # ---------------------------------------------------------------- main entry
-def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
-    """Train (or resume) the model for ``cfg`` on the feature table ``feats`` into ``model_dir``.
+def run(cfg: dict, source: str, model_dir: str, strategy=None, log=None) -> dict:
+    """Train (or resume) the model for ``cfg`` on ``source`` into ``model_dir``: a feature table
+    (scp/ark), or with ``end_to_end`` a data dir whose audio (``wav.scp``) is read.
 
     Returns the final metrics dict.  Raises UnspeechError for bad input, or when
     another run holds ``model_dir`` (``<model_dir>/.lock``).
@@ -370,7 +385,7 @@ def run(cfg: dict, feats: str, model_dir: str, strategy=None, log=None) -> dict:
     check_options(cfg)
     ensure_dir(model_dir)
     with dir_lock(model_dir, "train_unspeech"):
-        return _run_locked(cfg, feats, model_dir, strategy, log)
+        return _run_locked(cfg, source, model_dir, strategy, log)
 
 
 OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, "training_curves.png",
@@ -380,7 +395,7 @@ OUTPUT_FILES = (WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE, "training_curves.png",
 @dataclasses.dataclass
 class Data:
     """What training reads: features, the utterance split, the batch sampler, fixed validation pairs."""
-    cfg: dict                # the options + feature_dim
+    cfg: dict                # the options + DATA_KEYS
     feats: object            # FeatureSet
     usable: np.ndarray       # utterances long enough for one positive sample
     train_utts: np.ndarray
@@ -410,7 +425,7 @@ class State:
                 "sampler": {"seed": cfg["seed"], "next_batch": self.step}}
 
 
-def _run_locked(cfg, feats, model_dir, strategy, log):
+def _run_locked(cfg, source, model_dir, strategy, log):
     for name in OUTPUT_FILES:  # temp files of a killed earlier run
         remove_stale_temps(os.path.join(model_dir, name))
     done = _finished_metrics(model_dir, cfg)
@@ -419,24 +434,26 @@ def _run_locked(cfg, feats, model_dir, strategy, log):
                  f"{fmt(done.get('val_accuracy'))}); remove {os.path.join(model_dir, METRICS_FILE)} "
                  f"or raise --steps to train more")
         return done
-    data = prepare_data(feats, cfg, log)
+    data = prepare_data(source, cfg, log)
     trainer = Trainer(data.cfg, strategy)
     state = restore_or_initialise(trainer, data, model_dir, log)
     train_loop(trainer, data, state, model_dir, log)
     return write_outputs(trainer, data, state, model_dir, log)
 
 
-def prepare_data(feats_spec, cfg, log) -> Data:
-    """Features, the seeded train/validation split, the sampler and the fixed validation pairs."""
-    feats, usable, speakers = load_training_data(feats_spec, cfg, log)
+def prepare_data(source, cfg, log) -> Data:
+    """Features (or samples), the seeded train/validation split, the sampler and the fixed validation pairs."""
+    feats, usable, speakers = load_training_data(source, cfg, log)
     cfg = dict(cfg, feature_dim=feats.dim)
+    if cfg["end_to_end"]:
+        cfg["sample_rate"] = int(feats.meta["sample_rate"])
     train_utts, val_utts = split_utts(usable, cfg["val_fraction"], cfg["seed"])
     log.info(f"training on {len(train_utts)} utterances, {len(val_utts)} held out for validation")
     sampler = ContextSampler(feats, train_utts, cfg["window_length"], cfg["window_neg_length"],
                              cfg["left_contexts"], cfg["right_contexts"], cfg["negative_samples"],
                              cfg["batch_size"], cfg["seed"], speakers,
                              chunks_per_utt=cfg["inbatch_chunks_per_utt"] if cfg["objective"] == "inbatch" else 1,
-                             level_jitter_db=cfg["level_jitter_db"])
+                             level_jitter_db=cfg["level_jitter_db"], samples=cfg["end_to_end"])
     val = None
     if len(val_utts):
         val = ContextSampler(feats, val_utts, cfg["window_length"], cfg["window_neg_length"],
@@ -457,7 +474,7 @@ def restore_or_initialise(trainer, data, model_dir, log) -> State:
                  + (f"/{cfg['inbatch_loss']}" if cfg["objective"] == "inbatch" else ""))
         return State()
     old = checkpoint_meta(last_ckpt)["config"]
-    diff = _config_diff(old, cfg) or (["feature_dim"] if old.get("feature_dim") != cfg["feature_dim"] else [])
+    diff = _config_diff(old, cfg) or [k for k in DATA_KEYS if old.get(k) != cfg.get(k)]
     if diff:
         raise UnspeechError(_other_options_message(model_dir, "a checkpoint", old, cfg, diff))
     meta = trainer.load_checkpoint(last_ckpt)
