@@ -59,6 +59,9 @@ def main(argv=None):
             require_file(os.path.join(feats, "wav.scp"), "wav.scp of the data dir (--end-to-end true)")
         else:
             feats = os.path.join(args.dirs[0], "feats.scp")
+            if not os.path.isfile(feats):
+                raise UnspeechError(f"no feats.scp in data dir {args.dirs[0]} (run steps_unspeech/make_fbank.sh "
+                                    f"first, or train on its audio with --end-to-end true)")
             require_file(feats, "feats.scp of the data dir")
     refuse_overwrite(model_dir, [args.filelist or args.dirs[0], feats, args.spk2utt], "model dir")
     log = get_logger(STEP)

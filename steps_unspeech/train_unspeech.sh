@@ -3,6 +3,7 @@
 #
 #   steps_unspeech/train_unspeech.sh --config conf/train_demo.conf data/train exp/unspeech
 #   steps_unspeech/train_unspeech.sh --filelist data/train/feats.scp --steps 2000 exp/unspeech
+#   steps_unspeech/train_unspeech.sh --config conf/train_demo_e2e.conf data/train exp/unspeech_e2e  # raw audio
 #
 # Every option goes through to steps_unspeech/train_unspeech.py (see --help for the
 # full list with defaults); --config FILE holds --name=value lines of the same
@@ -13,6 +14,7 @@ set -euo pipefail
 
 usage="Usage: $0 [options] <data-dir> <model-dir>      (trains on <data-dir>/feats.scp)
    or: $0 [options] --filelist <scp-or-ark> <model-dir>
+   or: $0 --end-to-end true [options] <data-dir> <model-dir>   (trains on the audio, <data-dir>/wav.scp)
 e.g.: $0 --config conf/train_demo.conf data/train exp/unspeech
 Writes <model-dir>/{final.weights.npz,config.json,metrics.json,training_curves.png,log/train.log}."
 
@@ -40,10 +42,6 @@ done
 want=2; [ -n "$filelist" ] && want=1
 if [ ${#dirs[@]} -ne $want ]; then
   printf '%s\n' "$usage" >&2
-  exit 1
-fi
-if [ $want -eq 2 ] && [ ! -f "${dirs[0]}/feats.scp" ]; then
-  echo "ERROR (train_unspeech): no feats.scp in data dir ${dirs[0]} (run steps_unspeech/make_fbank.sh first)" >&2
   exit 1
 fi
 model_dir=${dirs[$((want - 1))]}
