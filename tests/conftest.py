@@ -68,15 +68,23 @@ def linked_recipe(path):
 TINY_TRAIN_OVERRIDES = ["--steps=200", "--max-hours=0.05", "--log-every=50", "--checkpoint-every=100"]
 
 
-def tiny_demo_recipe(tmp_path_factory, name):
-    """(root, linked recipe copy, train conf = conf/train_demo.conf + TINY_TRAIN_OVERRIDES) in a temp dir
+def tiny_demo_recipe(tmp_path_factory, name, base_conf="train_demo.conf"):
+    """(root, linked recipe copy, train conf = conf/<base_conf> + TINY_TRAIN_OVERRIDES) in a temp dir
     for a run.sh of the tiny demo corpus; skips without sox/espeak-ng."""
     need_tools("sox", "espeak-ng")
     root = tmp_path_factory.mktemp(name)
     train_conf = root / "train_tiny.conf"
-    with open(os.path.join(RECIPE, "conf", "train_demo.conf")) as f:
+    with open(os.path.join(RECIPE, "conf", base_conf)) as f:
         train_conf.write_text(f.read().rstrip("\n") + "\n" + "\n".join(TINY_TRAIN_OVERRIDES) + "\n")
     return root, linked_recipe(root / "s5_unspeech"), train_conf
+
+
+def ivector_dir_dim(recipe, ivector_dir, data_dir) -> int:
+    """The dim ``steps_unspeech/check_ivector_dir.py --print dim`` reports (it checks the dir against the data dir)."""
+    p = subprocess.run([os.path.join(REPO, "steps_unspeech", "check_ivector_dir.py"), "--print", "dim",
+                        ivector_dir, data_dir], cwd=recipe, env=step_env(), capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return int(p.stdout.strip())
 
 
 def kaldi_env(kaldi_root):

@@ -126,7 +126,7 @@ def test_sampler_level_jitter_is_a_gain_on_samples():
     fs = FeatureSet(["a", "b"], [2000, 2000], wavs)
     plain = ContextSampler(fs, [0, 1], 200, 200, 1, 1, batch_size=4, seed=3)
     gain = ContextSampler(fs, [0, 1], 200, 200, 1, 1, batch_size=4, seed=3, level_jitter_db=6, samples=True)
-    (t0, c0, _), (t1, c1, _) = plain.chunk_batch(0), gain.chunk_batch(0)
+    (t0, _, _), (t1, _, _) = plain.chunk_batch(0), gain.chunk_batch(0)
     ratio = t1 / t0                                           # one factor per window, within +-6 dB
     assert np.allclose(ratio, ratio[:, :1], rtol=1e-5)
     assert (np.abs(20 * np.log10(ratio)) <= 6 + 1e-4).all() and ratio.std() > 0.01

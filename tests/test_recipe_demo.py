@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, step_env, tiny_demo_recipe
+from conftest import ivector_dir_dim, step_env, tiny_demo_recipe
 from utils_py.kaldi import datadir, tables
 from utils_py.tflog import is_tf_line
 
@@ -25,13 +25,6 @@ def recipe(tmp_path_factory):
                        timeout=600)
     assert p.returncode == 0, f"run.sh failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return str(recipe), p
-
-
-def check_ivector_dir(recipe, ivector_dir, data_dir):
-    p = subprocess.run([os.path.join(REPO, "steps_unspeech", "check_ivector_dir.py"), "--print", "dim",
-                        ivector_dir, data_dir], cwd=recipe, env=step_env(), capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-    return int(p.stdout.strip())
 
 
 def test_stages_0_to_6_outputs(recipe):
@@ -52,7 +45,7 @@ def test_stages_0_to_6_outputs(recipe):
     assert os.path.isfile(at("exp", "unspeech", "final.weights.npz"))
     for s in SETS:
         # stage 4: online-ivector dirs that cover their data dir (rows vs frames, one dim)
-        assert check_ivector_dir(recipe, f"exp/unspeech/ivectors_{s}", f"data/{s}") == config["embedding_size"]
+        assert ivector_dir_dim(recipe, f"exp/unspeech/ivectors_{s}", f"data/{s}") == config["embedding_size"]
         # stage 5: every utterance clustered, scored against the true speakers
         utts = set(datadir.read_table(at("data", s, "utt2spk")))
         assert set(datadir.read_table(at("exp", "unspeech", f"cluster_{s}", "utt2spk"))) == utts
@@ -62,7 +55,7 @@ def test_stages_0_to_6_outputs(recipe):
         relabelled = datadir.validate(at("data", f"{s}_unspk"), need=("feats.scp",))
         utt_map = datadir.read_table(at("data", f"{s}_unspk", "utt_map"))
         assert set(utt_map) == set(relabelled) and set(utt_map.values()) == utts
-        assert check_ivector_dir(recipe, f"exp/unspeech/ivectors_{s}_unspk", f"data/{s}_unspk") == \
+        assert ivector_dir_dim(recipe, f"exp/unspeech/ivectors_{s}_unspk", f"data/{s}_unspk") == \
             config["embedding_size"]
     # no TensorFlow C++ lines (I0000 ..., E0000 ... remapper failed) on the terminal or in a job log
     logs = [run.stdout, run.stderr] + [open(f, errors="replace").read() for f in glob.glob(at("exp", "**", "*.log"),
