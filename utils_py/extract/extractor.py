@@ -60,6 +60,7 @@ Where the data dir also has ``feats.scp``, every utterance's ``T`` is checked ag
 """
 import functools
 import hashlib
+import itertools
 import json
 import os
 
@@ -75,6 +76,9 @@ from utils_py.fileio import atomic_write_text, ensure_dir, remove_stale_temps, r
 from utils_py.log import UnspeechError, get_logger
 
 _THREADS_SET = []
+# Largest job (2 x multiply-adds of all its windows) run with NumPy instead of TensorFlow: NumPy has no
+# start-up but is slower per window; the crossover measured in bench/results/bench_startup.md.
+NUMPY_MAX_FLOPS = 50e9
 PADDINGS = ("repeat", "zeros", "last-window")
 SCP = "ivector_online.scp"
 UTT_VECTORS = "utt_vectors.scp"
@@ -222,6 +226,9 @@ class Extractor:
 
     # ---- fast mode: conv stack once per utterance, head per row
     def _fast_functions(self, tower):
+        if tower not in self._fast_fns and getattr(self.model, "backend", "keras") == "numpy":
+            self._fast_fns[tower] = (self.model.conv_stack(tower), self.model.head(tower),
+                                     self.model.head_input_shape(tower)[0], self.model.time_stride)
         if tower not in self._fast_fns:
             import tensorflow as tf
             conv, head = self.model.conv_stack(tower), self.model.head(tower)
@@ -243,13 +250,13 @@ class Extractor:
             length = max(int(starts[-1]) + window, len(feats))
             length = -(-length // stride) * stride
             x = pad_frames(np.asarray(feats, np.float32), length, self.padding)
-            fmap = conv_fn(x[None]).numpy()[0]                      # (T', F', C)
+            fmap = np.asarray(conv_fn(x[None]))[0]                  # (T', F', C)
             pos = np.rint(starts / stride).astype(np.int64)
             np.clip(pos, 0, len(fmap) - fmap_len, out=pos)
             idx = pos[:, None] + np.arange(fmap_len)[None, :]
             slices.append(fmap[idx])                                # (rows, fmap_len, F', C)
         batch = np.concatenate(slices)
-        out = [head_fn(batch[i:i + self.batch_size]).numpy() for i in range(0, len(batch), self.batch_size)]
+        out = [np.asarray(head_fn(batch[i:i + self.batch_size])) for i in range(0, len(batch), self.batch_size)]
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
@@ -331,12 +338,37 @@ def job_is_done(out_dir: str, job: int, signature: dict) -> bool:
 
 
 @functools.lru_cache(maxsize=2)
-def load_model(model_dir: str):
-    """The model of ``model_dir`` (loaded once per process), clear error when missing."""
+def load_model(model_dir: str, backend: str = "keras"):
+    """The model of ``model_dir`` (loaded once per process), clear error when missing.
+    ``backend``: "keras" (TensorFlow) or "numpy" (utils_py.model.inference: no TensorFlow import)."""
     if not os.path.isdir(model_dir):
         raise UnspeechError(f"model directory not found: {model_dir}")
+    if backend == "numpy":
+        from utils_py.model.inference import load_numpy_model
+        return load_numpy_model(model_dir)
     from utils_py.model.network import load_model_dir
     return load_model_dir(model_dir)
+
+
+def _job_extractor(model_dir, make_extractor, split_dir, num_threads):
+    """``(extractor, utterances, source)`` of a job, with the NumPy model when the job's work (its rows
+    times the FLOPs of one window, read from the first utterances until NUMPY_MAX_FLOPS) is small
+    enough for NumPy to finish before TensorFlow would have started, else the Keras one."""
+    ex = make_extractor(load_model(model_dir, "numpy"))
+    utterances, source = job_utterances(split_dir, ex)
+    utterances = iter(utterances)
+    flops = sum(ex.model.window_flops[t] for t in ex.towers)
+    head, rows = [], 0
+    for key, x in utterances:
+        head.append((key, x))
+        rows += num_rows(ex.num_frames(len(x), key, source), ex.period)
+        if rows * flops > NUMPY_MAX_FLOPS:
+            set_threads(num_threads)
+            ex = make_extractor(load_model(model_dir, "keras"))
+            break
+    else:
+        set_threads(num_threads, "numpy")
+    return ex, itertools.chain(head, utterances), source
 
 
 def extractor_options(period=10, padding="repeat", combine_contexts=False, fast=False,
@@ -411,13 +443,16 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
         remove_stale_temps(stale)
         if os.path.exists(stale):
             os.remove(stale)
+    make_extractor = functools.partial(
+        Extractor, period=opts["period"], padding=opts["padding"], combine_contexts=opts["combine_contexts"],
+        fast=opts["fast"], batch_size=opts["batch_size"], frame_shift=opts["frame_shift"],
+        frame_length=opts["frame_length"], snip_edges=opts["snip_edges"])
     if model is None:
-        set_threads(num_threads)
-        model = load_model(model_dir)
-    ex = Extractor(model, opts["period"], opts["padding"], opts["combine_contexts"], opts["fast"],
-                   opts["batch_size"], frame_shift=opts["frame_shift"], frame_length=opts["frame_length"],
-                   snip_edges=opts["snip_edges"])
-    utterances, source = job_utterances(split_dir, ex)
+        ex, utterances, source = _job_extractor(model_dir, make_extractor, split_dir, num_threads)
+        model = ex.model
+    else:
+        ex = make_extractor(model)
+        utterances, source = job_utterances(split_dir, ex)
     n_utts = n_rows = 0
     vec_writer = (tables.MatrixWriter(files["vec_ark"], files["vec_scp"])
                   if opts["speaker_vectors"] else None)
@@ -463,9 +498,13 @@ def job_utterances(split_dir: str, ex: Extractor):
     return samples(), wav_scp
 
 
-def set_threads(num_threads: int = None) -> None:
-    """Limit TensorFlow to ``num_threads`` (None or 0: its default, all cores); before any TF op."""
-    if num_threads and not _THREADS_SET:
+def set_threads(num_threads: int = None, backend: str = "keras") -> None:
+    """Limit TensorFlow (``backend`` "numpy": NumPy's BLAS) to ``num_threads`` (None or 0: its
+    default, all cores); before any TF op."""
+    if num_threads and backend == "numpy":
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(int(num_threads), user_api="blas")
+    elif num_threads and not _THREADS_SET:
         _THREADS_SET.append(num_threads)
         import tensorflow as tf
         tf.config.threading.set_intra_op_parallelism_threads(int(num_threads))

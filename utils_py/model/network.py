@@ -389,13 +389,7 @@ class UnspeechModel:
     @property
     def model_id(self) -> str:
         """Stable hex id of the model config (MODEL_KEYS) and the weights."""
-        h = hashlib.sha256()
-        h.update(json.dumps({k: self.config.get(k) for k in MODEL_KEYS}, sort_keys=True).encode())
-        for v in self.variables:
-            w = np.ascontiguousarray(v.numpy())
-            h.update(f"{v.path}:{w.dtype}:{w.shape}".encode())
-            h.update(w.tobytes())
-        return h.hexdigest()[:32]
+        return weights_id(self.config, self.get_weights())
 
     def save(self, model_dir: str, extra_config: dict = None) -> None:
         """Write ``final.weights.npz`` then ``config.json`` (config + extra_config), atomically."""
@@ -409,6 +403,18 @@ def _check_tower(tower):
     if tower not in ("target", "context"):
         raise ValueError(f"tower must be 'target' or 'context', got {tower!r}")
     return tower
+
+
+def weights_id(config: dict, weights: dict) -> str:
+    """Stable hex id of a model config (MODEL_KEYS) and its weights (variable path -> array, in
+    the model's variable order, as saved in final.weights.npz)."""
+    h = hashlib.sha256()
+    h.update(json.dumps({k: config.get(k) for k in MODEL_KEYS}, sort_keys=True).encode())
+    for path, w in weights.items():
+        w = np.ascontiguousarray(w)
+        h.update(f"{path}:{w.dtype}:{w.shape}".encode())
+        h.update(w.tobytes())
+    return h.hexdigest()[:32]
 
 
 def save_weights(path: str, weights: dict) -> None:
