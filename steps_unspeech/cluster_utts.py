@@ -10,6 +10,7 @@ import dataclasses
 
 from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.fileio import refuse_overwrite
+from utils_py.cluster.backend import BACKENDS
 from utils_py.cluster.methods import HDBSCAN_SAMPLES, HDBSCAN_SIZES
 from utils_py.cluster.pipeline import (ALGORITHMS, CLUSTER_METHODS, EXACT_LIMITS, METRICS, MODES, OUTLIER_MODES,
                                       ClusterOptions, cluster_utts)
@@ -17,7 +18,8 @@ from utils_py.log import get_logger, run_step
 
 EPILOG = """Input: an extraction dir (utt_vectors.scp if present, else the mean of each
 utterance's ivector_online.scp rows) or an scp/ark of vectors or matrices.
-Vectors: [first --half-index dims] -> [minus the set mean] -> L2 norm -> [PCA] -> --method:
+Vectors: [first --half-index dims] -> [minus the set mean] -> L2 norm -> [PCA] -> [--backend lda:
+first pass of --method, LDA on its clusters of >= 2 utterances, projected, mean and L2 again] -> --method:
   hdbscan   HDBSCAN (the original unspeech's); --min-cluster-size/--min-samples 0: each chosen
             from a small grid by the density-based validity index (DBCV)
   spectral  spectral clustering; neighbours kept and speaker count from the normalised
@@ -66,6 +68,9 @@ def build_parser():
     p.add_argument("--subtract-mean", type=str2bool, default=d.subtract_mean, help="subtract the mean over the set")
     p.add_argument("--l2-normalize", type=str2bool, default=d.l2_normalize, help="length-normalise the vectors")
     p.add_argument("--pca-dim", type=int, default=d.pca_dim, help="PCA to this many dims before clustering; 0 = off")
+    p.add_argument("--backend", choices=BACKENDS, default=d.backend,
+                   help="label-free back-end before clustering: none, or lda (LDA on the clusters of a first "
+                        "pass of --method, outliers out; the vectors clustered and scored are its projection)")
     p.add_argument("--method", choices=CLUSTER_METHODS, default=d.method,
                    help="clustering method (see below); each chooses the number of speakers")
     p.add_argument("--min-cluster-size", type=int, default=d.min_cluster_size,

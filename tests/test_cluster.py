@@ -7,11 +7,11 @@ import pytest
 from conftest import REPO, run_cmd
 
 from utils_py.kaldi import datadir
-from utils_py.cluster import methods, pipeline
+from utils_py.cluster import backend, methods, pipeline
 from utils_py.cluster.pipeline import ClusterOptions, cluster_utts, cluster_vectors, speaker_ids
 from utils_py.kaldi.tables import MatrixWriter
 from utils_py.log import UnspeechError
-from utils_py.cluster.scoring import cluster_scores
+from utils_py.cluster.scoring import cluster_scores, trial_scores
 from utils_py.extract.utt_vectors import read_utt_vectors, write_utt_vectors
 
 SH = os.path.join(REPO, "steps_unspeech", "cluster_utts.sh")
@@ -485,9 +485,79 @@ def _conf(tmp_path, *lines):
 
 @pytest.mark.parametrize("args,words", [(["--method", "kmeans"], ["--method", "kmeans"]),
                                         (["--threshold", "2"], ["--threshold", "[-1, 1]"]),
-                                        (["--min-cluster-size", "1"], ["--min-cluster-size", ">= 2"])])
+                                        (["--min-cluster-size", "1"], ["--min-cluster-size", ">= 2"]),
+                                        (["--backend", "plda"], ["--backend", "plda"])])
 def test_bad_method_options_one_line(tmp_path, args, words):
     keys, X, _ = blobs(n_per=5, k=2)
     src = vector_dir(tmp_path, keys, X)
     _one_line_error(run(tmp_path / "out", *args, src), *words)
     assert not (tmp_path / "out" / "utt2spk").exists()
+
+
+# --- label-free back-end (--backend lda) ------------------------------------
+
+def nuisance(seed, k=8, n_per=25, dim=20, nuisance_dims=4, noise=0.3, scale=2.5):
+    """k speakers plus strong variation shared by all of them in a few directions (channel-like):
+    in cosine space the nuisance dominates; LDA on even a rough first clustering discounts it."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(k), n_per)
+    N = np.linalg.qr(rng.normal(size=(dim, nuisance_dims)))[0]
+    X = (rng.normal(size=(k, dim))[labels] + noise * rng.normal(size=(len(labels), dim))
+         + scale * rng.normal(size=(len(labels), nuisance_dims)) @ N.T)
+    return X.astype(np.float32), labels
+
+
+@pytest.mark.parametrize("seed", [0, 2, 3])
+def test_backend_lda_removes_shared_nuisance(seed):
+    X, gold = nuisance(seed)
+    found = {}
+    for b in backend.BACKENDS:
+        r = cluster_vectors(X, ClusterOptions(backend=b))
+        found[b] = (cluster_scores(gold, own_speakers(r))["ari"], trial_scores(r.vectors, gold)["eer"], r)
+    (ari0, eer0, _), (ari1, eer1, r) = found["none"], found["lda"]
+    assert ari0 < 0.4 and eer0 > 0.15            # the nuisance wins without the back-end
+    assert ari1 > 0.85 and eer1 < 0.05           # and loses with it
+    info = r.choice["backend"]
+    assert info["kind"] == "lda" and info["dim"] == min(info["classes"] - 1, X.shape[1]) == r.vectors.shape[1]
+    assert np.allclose(np.linalg.norm(r.vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_lda_projection_finds_the_discriminant_and_leaves_outliers_out():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 30)
+    X = rng.normal(size=(120, 3)) * [0.1, 3.0, 3.0]       # within-class spread mostly in dims 1, 2
+    X[:, 0] += labels                                     # classes apart along dim 0 only
+    noisy = labels.copy()
+    noisy[::10] = -1                                      # outliers: not fitted on
+    noisy[1] = 9                                          # a one-member cluster: not a class
+    W, info = backend.lda_projection(X, noisy)
+    assert info["classes"] == 4 and info["fit_utts"] == 120 - 12 - 1 and W.shape == (3, 3)
+    lead = W[:, 0] / np.linalg.norm(W[:, 0])
+    assert abs(lead[0]) > 0.99
+    W, info = backend.lda_projection(X, np.where(labels < 2, labels, -1))
+    assert W is None and "no back-end" in info["rule"] and info["classes"] == 2
+
+
+def test_backend_with_too_few_first_pass_clusters_keeps_the_vectors():
+    keys, X, gold = blobs(n_per=30, k=2)
+    plain = cluster_vectors(X, ClusterOptions(method="ahc"))
+    r = cluster_vectors(X, ClusterOptions(method="ahc", backend="lda"))
+    assert r.choice["backend"]["classes"] == 2 and "no back-end" in r.choice["backend"]["rule"]
+    assert np.array_equal(r.vectors, plain.vectors) and np.array_equal(r.labels, plain.labels)
+
+
+def test_step_backend_scores_and_choice(tmp_path):
+    X, labels = nuisance(0)
+    keys = [f"spk{lab}-utt{i:04d}" for i, lab in enumerate(labels)]
+    src = vector_dir(tmp_path, keys, X, [f"spk{lab}" for lab in labels])
+    out = {}
+    for b in ("none", "lda"):
+        p = run(tmp_path / b, "--backend", b, "--plot", "false", "--utt2spk", str(tmp_path / "gold"), src)
+        assert p.returncode == 0, p.stderr
+        out[b] = scores(tmp_path / b)
+    assert "backend" not in out["none"]["choice"] and out["none"]["options"]["backend"] == "none"
+    assert out["lda"]["choice"]["backend"]["kind"] == "lda" and out["lda"]["options"]["backend"] == "lda"
+    assert out["lda"]["eer"] < out["none"]["eer"] / 3 and out["lda"]["ari"] > out["none"]["ari"] + 0.4
+    p = run(tmp_path / "sd", "--backend", "lda", "--mode", "samedifferent", "--utt2spk", str(tmp_path / "gold"), src)
+    assert p.returncode == 0, p.stderr
+    assert scores(tmp_path / "sd")["eer"] == pytest.approx(out["lda"]["eer"])

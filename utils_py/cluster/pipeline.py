@@ -1,8 +1,10 @@
 """Cluster utterance vectors into pseudo-speakers.
 
 Pipeline (``cluster_vectors``): optional global-mean subtraction (Kaldi's
-``ivector-subtract-global-mean``), L2 length normalisation, optional PCA, then
-one of the methods (``--method``):
+``ivector-subtract-global-mean``), L2 length normalisation, optional PCA,
+optional label-free back-end (``--backend lda``: LDA on the clusters of a first
+pass of the same method, :mod:`utils_py.cluster.backend`), then one of the
+methods (``--method``):
 
 - ``hdbscan`` (the original's): min_cluster_size / min_samples as given; where
   either is 0 (auto) the best of a small grid by DBCV (``methods.hdbscan_grid``);
@@ -52,7 +54,7 @@ import time
 import numpy as np
 
 from utils_py.kaldi import datadir
-from utils_py.cluster import methods, plots, scoring, spanning_tree
+from utils_py.cluster import backend, methods, plots, scoring, spanning_tree
 from utils_py import stamp
 from utils_py.fileio import atomic_write, atomic_write_text, ensure_dir, require_file
 from utils_py.log import UnspeechError
@@ -78,6 +80,7 @@ class ClusterOptions:
     metric: str = "euclidean"
     algorithm: str = "boruvka_kdtree"  # hdbscan's own; blas: same exact MST from matrix products (euclidean)
     outliers: str = "own"
+    backend: str = "none"       # label-free back-end fitted on a first clustering pass (backend.BACKENDS)
     subtract_mean: bool = True
     l2_normalize: bool = True
     pca_dim: int = 0            # 0 = off
@@ -101,6 +104,8 @@ class ClusterOptions:
         if self.algorithm == "blas" and self.metric != "euclidean":
             raise UnspeechError(f"--algorithm blas needs --metric euclidean; use --algorithm boruvka_kdtree "
                                 f"for --metric {self.metric}")
+        if self.backend not in backend.BACKENDS:
+            raise UnspeechError(f"--backend must be one of {' '.join(backend.BACKENDS)}, got {self.backend}")
         if self.outliers not in OUTLIER_MODES:
             raise UnspeechError(f"--outliers must be own or nearest, got {self.outliers}")
         if self.pca_dim < 0 or self.max_exact < 0:
@@ -133,6 +138,7 @@ class ClusterResult:
     sample_size: int            # rows clustered by HDBSCAN (n unless two-stage)
     note: str = ""              # why no clustering happened, if so
     choice: dict = dataclasses.field(default_factory=dict)   # method, what it chose and why
+    vectors: np.ndarray = None  # (n, d) the vectors clustered (prepared, [PCA], [back-end])
 
     @property
     def num_outliers(self) -> int:
@@ -258,13 +264,14 @@ def cluster_vectors(X, opts: ClusterOptions = None, log: logging.Logger = None) 
         return _cluster_vectors(X, opts, log or logging.getLogger("cluster"))
 
 
-def _cluster_vectors(X, opts, log):
+def clustering_space(X, opts: ClusterOptions, log: logging.Logger):
+    """``(vectors, sample, info)``: ``X`` prepared, [PCA], [--backend]; the rows clustered at once
+    (all, or the two-stage sample); the back-end's ``info`` ({} without)."""
     X = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
     X = reduce_dim(X, opts.pca_dim, opts.seed)
     n = len(X)
     limit = opts.exact_limit()
-    two_stage = bool(limit) and n > limit
-    if two_stage:
+    if bool(limit) and n > limit:
         rng = np.random.default_rng(opts.seed)
         sample = np.sort(rng.choice(n, limit, replace=False))
         why = "--max-exact" if limit == opts.max_exact else (
@@ -274,12 +281,38 @@ def _cluster_vectors(X, opts, log):
                  f"the others go to the nearest cluster centroid")
     else:
         sample = np.arange(n)
+    X, info = apply_backend(X, sample, opts, log)
+    return X, sample, info
+
+
+def apply_backend(X, sample, opts: ClusterOptions, log: logging.Logger):
+    """``(vectors, info)``: prepared ``X`` through ``opts.backend`` (:mod:`backend`), fitted on the
+    first-pass clusters of ``X[sample]`` by ``opts.method``, then prepared again (mean, L2)."""
+    if opts.backend == "none":
+        return X, {}
+    start = time.process_time()
+    first = method_labels(X[sample], opts)[0]
+    W, info = backend.lda_projection(X[sample], first)
+    if W is not None:
+        X = prepare_vectors(X @ W.astype(np.float32))
+    log.info(f"back-end {opts.backend}: {info['rule']}"
+             + (f"; {info['classes']} classes, {info['fit_utts']} utterances -> {info['dim']} dims"
+                if W is not None else "") + f" ({time.process_time() - start:.1f} s CPU)")
+    return X, info
+
+
+def _cluster_vectors(X, opts, log):
+    X, sample, backend_info = clustering_space(X, opts, log)
+    n = len(X)
+    two_stage = len(sample) < n
     sample_labels, note, choice = method_labels(X[sample], opts)
+    if backend_info:
+        choice["backend"] = backend_info
     num_clusters = int(sample_labels.max()) + 1 if len(sample_labels) else 0
     if num_clusters == 0:
         note = note or f"{opts.method} found no cluster"
         return ClusterResult(np.full(n, -1), np.ones(n, bool), 0, len(sample),
-                             note + ": every utterance is its own speaker", choice)
+                             note + ": every utterance is its own speaker", choice, X)
     labels = np.full(n, -1, dtype=np.int64)
     labels[sample] = sample_labels
     C = centroids(X[sample], sample_labels)
@@ -293,7 +326,7 @@ def _cluster_vectors(X, opts, log):
     is_outlier = labels < 0
     if opts.outliers == "nearest" and is_outlier.any():
         labels[is_outlier] = nearest_centroid(X[is_outlier], C, opts.metric)[0]
-    return ClusterResult(labels, is_outlier, num_clusters, len(sample), note, choice)
+    return ClusterResult(labels, is_outlier, num_clusters, len(sample), note, choice, X)
 
 
 def cluster_radii(X, labels, C, metric: str = "euclidean") -> np.ndarray:
@@ -393,13 +426,14 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
     keys, X, source, gold_labels = _read_inputs(src, gold, half_index, log)
     stats = {"num_utts": len(keys), "dim": int(X.shape[1]), "mode": mode}
     draw = plot and mode == "cluster"
-    prepared = prepare_vectors(X, opts.subtract_mean, opts.l2_normalize) if gold_labels is not None or draw else None
+    result = utt2spk = None
+    if mode == "cluster":
+        result, utt2spk = _cluster_step(keys, X, opts, stats, log)
+    prepared = scored_vectors(X, opts, result, log) if gold_labels is not None or draw else None
     if gold_labels is not None:
         stats["num_gold_speakers"] = len(set(gold_labels))
         stats.update(scoring.trial_scores(prepared, gold_labels, max_pairs, opts.seed))
-    utt2spk = None
     if mode == "cluster":
-        result, utt2spk = _cluster_step(keys, X, opts, stats, log)
         if gold_labels is not None:
             stats.update(scoring.cluster_scores(gold_labels, [utt2spk[k] for k in keys]))
         _write_clusters(out_dir, keys, result)
@@ -412,6 +446,13 @@ def _cluster_utts(src, out_dir, gold, opts, mode, half_index, max_pairs, plot, l
     stamp.write(done, sig, stats=stats)
     _log_summary(stats, log)
     return stats
+
+
+def scored_vectors(X, opts: ClusterOptions, result: ClusterResult, log) -> np.ndarray:
+    """Vectors of the trials and the map: prepared; with --backend, the back-end's (those clustered)."""
+    if opts.backend == "none":
+        return prepare_vectors(X, opts.subtract_mean, opts.l2_normalize)
+    return result.vectors if result is not None else clustering_space(X, opts, log)[0]
 
 
 def _check_step_options(mode, gold, max_pairs):
