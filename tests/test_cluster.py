@@ -540,7 +540,7 @@ def test_lda_projection_finds_the_discriminant_and_leaves_outliers_out():
 
 def test_backend_with_too_few_first_pass_clusters_keeps_the_vectors():
     keys, X, gold = blobs(n_per=30, k=2)
-    plain = cluster_vectors(X, ClusterOptions(method="ahc"))
+    plain = cluster_vectors(X, ClusterOptions(method="ahc", backend="none"))
     r = cluster_vectors(X, ClusterOptions(method="ahc", backend="lda"))
     assert r.choice["backend"]["classes"] == 2 and "no back-end" in r.choice["backend"]["rule"]
     assert np.array_equal(r.vectors, plain.vectors) and np.array_equal(r.labels, plain.labels)
@@ -550,14 +550,24 @@ def test_step_backend_scores_and_choice(tmp_path):
     X, labels = nuisance(0)
     keys = [f"spk{lab}-utt{i:04d}" for i, lab in enumerate(labels)]
     src = vector_dir(tmp_path, keys, X, [f"spk{lab}" for lab in labels])
-    out = {}
-    for b in ("none", "lda"):
-        p = run(tmp_path / b, "--backend", b, "--plot", "false", "--utt2spk", str(tmp_path / "gold"), src)
+    out, log = {}, {}
+    for b, args in (("none", []), ("lda", ["--backend", "lda"])):      # none: the default
+        p = run(tmp_path / b, *args, "--plot", "false", "--utt2spk", str(tmp_path / "gold"), src)
         assert p.returncode == 0, p.stderr
-        out[b] = scores(tmp_path / b)
+        out[b], log[b] = scores(tmp_path / b), p.stdout
+    assert "back-end lda: " in log["lda"] and "back-end" not in log["none"]
     assert "backend" not in out["none"]["choice"] and out["none"]["options"]["backend"] == "none"
     assert out["lda"]["choice"]["backend"]["kind"] == "lda" and out["lda"]["options"]["backend"] == "lda"
     assert out["lda"]["eer"] < out["none"]["eer"] / 3 and out["lda"]["ari"] > out["none"]["ari"] + 0.4
     p = run(tmp_path / "sd", "--backend", "lda", "--mode", "samedifferent", "--utt2spk", str(tmp_path / "gold"), src)
     assert p.returncode == 0, p.stderr
     assert scores(tmp_path / "sd")["eer"] == pytest.approx(out["lda"]["eer"])
+
+
+def test_backend_lda_over_tightens_clean_sets_for_spectral():
+    """Why --backend lda is not the default: where the first pass is already right, LDA makes every
+    speaker nearly a point and spectral's eigengap count falls apart (measured, seed 0)."""
+    X, gold = uneven(0)
+    ari = {b: cluster_scores(gold, own_speakers(cluster_vectors(X, ClusterOptions(method="spectral", backend=b))))
+           ["ari"] for b in backend.BACKENDS}
+    assert ari["none"] > 0.95 and ari["lda"] < 0.5

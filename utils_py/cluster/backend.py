@@ -11,6 +11,11 @@ Fewer than 3 classes: no back-end (the vectors as they were), and ``info``
 says why.  With ``classes - 1 >= dim`` LDA keeps every dim and is the same as
 WCCN up to a rotation.
 
+Not the default (``bench/results/backend_cv_fa.md``): it lowers EER and raises
+HDBSCAN's ARI on cv_fa, but where the first pass is already right the LDA space
+is so tight that spectral's eigengap count and AHC's automatic threshold
+over-split (tests/test_cluster.py).
+
 Usage::
 
     from utils_py.cluster import backend

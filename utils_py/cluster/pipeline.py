@@ -546,4 +546,9 @@ def choice_line(choice: dict) -> str:
         what += f" (DBCV {choice['dbcv']:.3f})" if "dbcv" in choice else ""
     else:
         what = "-"
-    return f"method {method}: {what}; {choice.get('rule', '')}"
+    line = f"method {method}: {what}; {choice.get('rule', '')}"
+    b = choice.get("backend")
+    if b:
+        line += (f"; back-end {b['kind']}: {b['classes']} first-pass clusters, {b['fit_utts']} utterances -> "
+                 f"{b['dim']} dims" if "dim" in b else f"; back-end {b['kind']}: {b['rule']}")
+    return line
