@@ -10,7 +10,6 @@ import pytest
 
 from conftest import REPO
 from test_extract import make_data, speechlike
-from utils_py.extract import extractor
 from utils_py.extract.extractor import Extractor
 from utils_py.log import UnspeechError
 from utils_py.model.inference import NumpyModel, bfloat16, load_numpy_model

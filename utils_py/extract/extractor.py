@@ -39,7 +39,9 @@ with ``speaker_vectors``), a ``.extract.JOB.done`` marker per finished job
 last ``ivector_online.scp``.  With ``compress`` (the step's default, as Kaldi's
 extract_ivectors_online.sh) the rows are Kaldi compressed matrices; ``utt_vectors`` are
 float32 vectors either way.  A rerun redoes only jobs whose marker is missing
-or stale; TensorFlow is not even loaded for the others.
+or stale; TensorFlow is not even loaded for the others.  A job whose work (rows x FLOPs of one
+window) is at most ``NUMPY_MAX_FLOPS`` runs the NumPy towers (:mod:`utils_py.model.inference`, same
+rows within float tolerance) and never imports TensorFlow: its start-up would cost more than it saves.
 
 ``fast=True`` runs the conv stack once over the whole (padded) utterance and
 only the head per row, on the slice of the feature map nearest to the row's
@@ -77,8 +79,9 @@ from utils_py.log import UnspeechError, get_logger
 
 _THREADS_SET = []
 # Largest job (2 x multiply-adds of all its windows) run with NumPy instead of TensorFlow: NumPy has no
-# start-up but is slower per window; the crossover measured in bench/results/bench_startup.md.
-NUMPY_MAX_FLOPS = 50e9
+# start-up but is slower per window.  Below the smaller crossover measured in bench/results/bench_startup.md
+# (VggCpu, mixed precision: 91 GFLOP in wall time on a busy 2-core machine; Vgg16big: 383).
+NUMPY_MAX_FLOPS = 80e9
 PADDINGS = ("repeat", "zeros", "last-window")
 SCP = "ivector_online.scp"
 UTT_VECTORS = "utt_vectors.scp"
@@ -354,6 +357,7 @@ def _job_extractor(model_dir, make_extractor, split_dir, num_threads):
     """``(extractor, utterances, source)`` of a job, with the NumPy model when the job's work (its rows
     times the FLOPs of one window, read from the first utterances until NUMPY_MAX_FLOPS) is small
     enough for NumPy to finish before TensorFlow would have started, else the Keras one."""
+    set_threads(num_threads, "numpy")   # BLAS threads, before the NumPy model runs its probe
     ex = make_extractor(load_model(model_dir, "numpy"))
     utterances, source = job_utterances(split_dir, ex)
     utterances = iter(utterances)
@@ -366,8 +370,6 @@ def _job_extractor(model_dir, make_extractor, split_dir, num_threads):
             set_threads(num_threads)
             ex = make_extractor(load_model(model_dir, "keras"))
             break
-    else:
-        set_threads(num_threads, "numpy")
     return ex, itertools.chain(head, utterances), source
 
 
@@ -425,8 +427,9 @@ def run_job(split_dir: str, model_dir: str, out_dir: str, job: int, model=None, 
     Skips the job (returns False, without loading TensorFlow) when its
     ``.done`` marker matches model files, options and input; otherwise writes
     ``ivector_online.JOB.{ark,scp}`` (+ ``utt_vectors.JOB.*``), marker last.
-    ``model``: the already loaded model of ``model_dir`` (else it is loaded);
-    ``num_threads``: TensorFlow threads (set before the model is loaded).
+    ``model``: the already loaded model of ``model_dir`` (else it is loaded: the NumPy towers for a
+    job of at most NUMPY_MAX_FLOPS, which then never imports TensorFlow, else the Keras model);
+    ``num_threads``: TensorFlow's (NumPy's BLAS) threads.
     """
     log = get_logger("extract_unspeech")
     opts = extractor_options(**opts)

@@ -20,8 +20,9 @@ import numpy as np
 
 from utils_py.log import UnspeechError
 from utils_py.model import network
-from utils_py.model.network import (FRONTEND_STRIDE, LEAK, MODEL_TRANSFORMS, WEIGHTS_FILE, check_model_config,
-                                    load_weights, min_frames_of, read_config, stack_rows, time_stride, weights_id)
+from utils_py.model.network import (FRONTEND_STRIDE, LEAK, MODEL_TRANSFORMS, WEIGHTS_FILE, as_windows,
+                                    check_model_config, load_weights, min_frames_of, read_config, time_stride,
+                                    weights_id)
 
 LAYER_NORM_EPSILON = 1e-3   # keras.layers.LayerNormalization's default
 IM2COL_BYTES = 16 << 20     # largest im2col block of one convolution call
@@ -69,13 +70,18 @@ class _Ops:
     def __init__(self, weights: dict, mixed: bool):
         self.w, self.q = weights, (bfloat16 if mixed else _same)
         self.leak = float(self.q(np.float32(LEAK)))
-        self.used = set()
+        self.used, self.rounded = set(), {}
         self.flops = 0   # 2 x multiply-adds of the matmuls so far
 
     def get(self, name, var, quantize=True):
+        """Weight ``name/var`` (``quantize``: in the layer's compute dtype, rounded once)."""
         key = f"{name}/{var}"
         self.used.add(key)
-        return self.q(self.w[key]) if quantize else self.w[key]
+        if not quantize:
+            return self.w[key]
+        if key not in self.rounded:
+            self.rounded[key] = self.q(self.w[key])
+        return self.rounded[key]
 
     def conv2d(self, x, name, act=True):
         """'same' conv of a 3x3 (or 1x1) kernel over (N, T, F, C) + bias [+ leaky ReLU]."""
@@ -202,7 +208,7 @@ class NumpyModel:
             raise UnspeechError(f"weights do not match the model config (unexpected {extra[:3]}): {source}")
 
     def window_length_of(self, tower: str = "target") -> int:
-        return int(self.config["window_length" if tower == "target" else "window_neg_length"])
+        return int(self.config["window_length" if network._check_tower(tower) == "target" else "window_neg_length"])
 
     def conv_stack(self, tower: str = "target"):
         """Callable (N, T, feature_dim) -> (N, stack_rows(T) // 2^p, width // 2^p, C), as the Keras conv stack."""
@@ -221,11 +227,7 @@ class NumpyModel:
 
     def embed(self, windows, tower: str = "target", batch_size: int = 512) -> np.ndarray:
         """Embeddings (N, E) float32 of windows (N, window, feature_dim)."""
-        windows = np.asarray(windows, dtype=np.float32)
-        want = (self.window_length_of(tower), int(self.config["feature_dim"]))
-        if windows.ndim != 3 or windows.shape[1:] != want:
-            raise UnspeechError(f"{tower} tower expects windows of shape (N, {want[0]}, {want[1]}), "
-                                f"got {windows.shape}")
+        windows = as_windows(windows, tower, self.window_length_of(tower), self.config["feature_dim"])
         stack, head = self.conv_stack(tower), self.head(tower)
         out = [head(stack(windows[i:i + batch_size])) for i in range(0, len(windows), batch_size)]
         if not out:

@@ -343,11 +343,8 @@ class UnspeechModel:
 
     def embed(self, windows, tower: str = "target", batch_size: int = 512) -> np.ndarray:
         """Embeddings (N, E) float32 of windows (N, window, feature_dim), inference mode."""
-        windows = np.asarray(windows, dtype=np.float32)
-        want = (self.window_length_of(tower), int(self.config["feature_dim"]))
-        if windows.ndim != 3 or windows.shape[1:] != want:
-            raise UnspeechError(f"{tower} tower expects windows of shape (N, {want[0]}, {want[1]}), "
-                                f"got {windows.shape}")
+        windows = as_windows(windows, tower, self.window_length_of(tower), self.config["feature_dim"])
+        want = windows.shape[1:]
         if tower not in self._embed_fn:
             model = self.tower(tower)
             spec = tf.TensorSpec((None,) + want, tf.float32)
@@ -397,6 +394,15 @@ class UnspeechModel:
         cfg = dict(extra_config or {})
         cfg.update(self.config)
         atomic_write_text(os.path.join(model_dir, CONFIG_FILE), json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+
+
+def as_windows(windows, tower: str, window: int, feature_dim: int) -> np.ndarray:
+    """``windows`` as a float32 array (N, window, feature_dim); UnspeechError naming the tower otherwise."""
+    windows = np.asarray(windows, dtype=np.float32)
+    if windows.ndim != 3 or windows.shape[1:] != (int(window), int(feature_dim)):
+        raise UnspeechError(f"{tower} tower expects windows of shape (N, {window}, {feature_dim}), "
+                            f"got {windows.shape}")
+    return windows
 
 
 def _check_tower(tower):
