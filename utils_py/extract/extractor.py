@@ -79,8 +79,8 @@ from utils_py.log import UnspeechError, get_logger
 
 _THREADS_SET = []
 # Largest job (2 x multiply-adds of all its windows) run with NumPy instead of TensorFlow: NumPy has no
-# start-up but is slower per window.  Below the smaller crossover measured in bench/results/bench_startup.md
-# (VggCpu, mixed precision: 91 GFLOP in wall time on a busy 2-core machine; Vgg16big: 383).
+# start-up but is slower per window.  About the smaller crossover of bench/results/bench_startup.md (VggCpu,
+# mixed precision: 79-91 GFLOP in two runs on a busy 2-core machine; Vgg16big: 383-625).
 NUMPY_MAX_FLOPS = 80e9
 PADDINGS = ("repeat", "zeros", "last-window")
 SCP = "ivector_online.scp"
