@@ -168,6 +168,11 @@ def render(history, args, n_eval, n_val):
             vals = [(-1 if key == "half_eer" else 1) * x[key] for x in history]
             corr = (f"{spearman(vals, [-e for e in eers]):+.2f}", f"{spearman(vals, aris):+.2f}")
         lines.append(f"| {name} | {h['step']} | {100 * h['eer']:.2f} | {h['ari']:.3f} | {corr[0]} | {corr[1]} |")
+    late = history[len(history) // 2:]
+    lines += ["", f"Mean of the later half of the evaluations (steps {late[0]['step']}-{late[-1]['step']}, "
+              f"{len(late)} checkpoints; ARI swings between neighbours, so compare runs by these): EER "
+              f"{100 * np.mean([h['eer'] for h in late]):.2f} %, ARI {np.mean([h['ari'] for h in late]):.3f} "
+              f"(sd {np.std([h['ari'] for h in late]):.3f}), context acc {np.mean([h['context_acc'] for h in late]):.3f}."]
     lines += ["", f"Best of any checkpoint: EER {100 * best_eer['eer']:.2f} % at step {best_eer['step']}, ARI "
               f"{best_ari['ari']:.3f} at step {best_ari['step']}. Spearman: rank correlation of the candidate "
               "(oriented so that larger = better) with lower EER / higher ARI; +1 = tracks it perfectly.", "",
