@@ -37,6 +37,7 @@ import datetime
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -219,7 +220,7 @@ def run_corpus(corpus, runner, args):
 def render(res, path):
     out = ["# fbank vs raw-waveform (--end-to-end) unspeech at the same CPU budget", "",
            "Made by `bench/bench_end_to_end.py`. " + res["description"], "",
-           f"Machine: {res['machine']}. {res['note']} Date {res['date']}.", "",
+           f"Machine: {res['machine']}. {res['note']} Date {res['date']}, rendered at {res['commit']}.", "",
            "| corpus | mode | budget h | steps | train wall min | train CPU s | pairs/s | held-out acc | "
            "min to the lower acc | extract CPU s / audio s (x RT) | extract wall s | EER % | ARI | NMI | "
            "speakers / gold |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -293,11 +294,19 @@ def main(argv=None):
         f"EER: cosine trials of all test utterance pairs; ARI / NMI / speakers: `{CLUSTER_METHOD}` (the "
         "cluster step's default), outliers each their own speaker. All methods of "
         "bench_clustering_methods are in the .json.",
+        "Kernel (sys) share of the extraction CPU: " + "; ".join(
+            f"{c['corpus']} " + ", ".join(f"{mode} {100 * r['extract']['sys_s'] / r['extract']['cpu_s']:.0f} %"
+                                          for mode, r in c["rows"].items()) for c in corpora) + ".",
+        "Train CPU s differ with the load (the budget is wall time; the other jobs took the rest of the cores).",
+        "cv_fa capped (train + test): " + ("scored above." if args.cv_capped == "true" else
+                                           "not run (--cv-capped false): the raw-waveform extraction of the whole "
+                                           "train set was too slow for the time at hand."),
     ]
     res = {"description": "Each corpus: an fbank model and a raw-waveform model, same conf family, same "
            "training budget; test-set extraction speed and speaker scores of both.", "machine": cpu_description(), "note": args.note,
            "date": datetime.date.today().isoformat(), "max_hours": float(args.max_hours), "nj": args.nj,
-           "corpora": corpora, "notes": notes}
+           "commit": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                    text=True).stdout.strip(), "corpora": corpora, "notes": notes}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     write_json(args.out + ".json", res)
     render(res, args.out + ".md")
