@@ -223,7 +223,7 @@ class Extractor:
         batch = np.empty((sum(len(s) for _, s in views), window, self.feature_dim), np.float32)
         offset = 0
         for view, starts in views:
-            np.take(view, starts, axis=0, out=batch[offset:offset + len(starts)])
+            batch[offset:offset + len(starts)] = view[starts]   # np.take would copy the whole strided view
             offset += len(starts)
         return self.model.embed(batch, tower=tower, batch_size=self.batch_size)
 

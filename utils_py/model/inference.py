@@ -119,13 +119,24 @@ def _frontend(ops, x, cfg, prefix):
     st = x.strides
     cols = np.lib.stride_tricks.as_strided(x, (n, rows, taps, c), (st[0], FRONTEND_STRIDE * st[1]) + st[1:],
                                            writeable=False)
-    y = ops.q(ops.q(_matmul_blocks(ops, cols, k.reshape(taps * c, -1), 2), True) + b, True)
-    y = ops.q(np.tanh(y), True) if cfg["frontend_activation"] == "tanh" else ops.leaky(y)
-    if cfg["frontend_log1p"]:
-        y = ops.q(np.log1p(np.abs(y)), True)
     pool = int(cfg["frontend_pool"])
-    rows = rows // pool * pool
-    return y[:, :rows].reshape(n, rows // pool, pool, -1).max(axis=2) if pool > 1 else y
+    kept = rows // pool * pool
+    out = np.empty((n, kept // pool, k.shape[-1]), np.float32)
+    # A few windows at a time, in place: the full-rate output is `pool` times the pooled one, and large
+    # fresh temporaries cost more in page faults than in arithmetic.
+    step = max(1, IM2COL_BYTES // max(1, rows * k.shape[-1] * 4))
+    for i in range(0, n, step):
+        y = ops.q(_matmul_blocks(ops, cols[i:i + step], k.reshape(taps * c, -1), 2), True)
+        y += b
+        ops.q(y, True)
+        if cfg["frontend_activation"] == "tanh":
+            ops.q(np.tanh(y, out=y), True)
+        else:
+            y = ops.leaky(y)
+        if cfg["frontend_log1p"]:
+            ops.q(np.log1p(np.abs(y, out=y), out=y), True)
+        out[i:i + step] = y[:, :kept].reshape(len(y), kept // pool, pool, -1).max(axis=2)
+    return out
 
 
 def _conv_stack(ops, x, cfg, prefix):
@@ -207,6 +218,16 @@ class NumpyModel:
         if extra:
             raise UnspeechError(f"weights do not match the model config (unexpected {extra[:3]}): {source}")
 
+    def _block_windows(self, tower: str) -> int:
+        """Windows per block whose first conv-stage output stays under IM2COL_BYTES: each layer makes a
+        few fresh arrays of that size, and large ones cost more in page faults than in arithmetic."""
+        cfg = self.config
+        kind, stages = MODEL_TRANSFORMS[cfg["embedding_transformation"]]
+        filters = stages[0][1] if kind == "vgg" else stages[0]
+        width = cfg["frontend_filters"] if cfg["end_to_end"] else cfg["feature_dim"]
+        per_window = network.stack_rows(cfg, self.window_length_of(tower)) * int(width) * filters * 4
+        return max(1, IM2COL_BYTES // per_window)
+
     def window_length_of(self, tower: str = "target") -> int:
         return int(self.config["window_length" if network._check_tower(tower) == "target" else "window_neg_length"])
 
@@ -229,6 +250,7 @@ class NumpyModel:
         """Embeddings (N, E) float32 of windows (N, window, feature_dim)."""
         windows = as_windows(windows, tower, self.window_length_of(tower), self.config["feature_dim"])
         stack, head = self.conv_stack(tower), self.head(tower)
+        batch_size = max(1, min(int(batch_size), self._block_windows(tower)))
         out = [head(stack(windows[i:i + batch_size])) for i in range(0, len(windows), batch_size)]
         if not out:
             return np.zeros((0, int(self.config["embedding_size"])), np.float32)
