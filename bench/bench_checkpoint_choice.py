@@ -50,6 +50,9 @@ from utils_py.log import get_logger  # noqa: E402
 from utils_py.train import loop  # noqa: E402
 
 
+EVAL_SEED = 1
+
+
 def utterance_rows(model, feats, keys, period):
     """{key: rows} of ``keys`` of FeatureSet ``feats`` with the live model (exact extraction)."""
     ex = Extractor(model, period=period)
@@ -70,10 +73,13 @@ def truth(rows: dict, gold: dict, seed: int) -> dict:
     X = np.stack([rows[k].mean(axis=0) for k in keys])
     labels = [gold[k] for k in keys]
     eer = scoring.trial_scores(prepare_vectors(X), labels, 1_000_000, seed)["eer"]
-    result = cluster_vectors(X, ClusterOptions(seed=seed))
-    spk = speaker_ids(keys, result.labels)
-    return {"eer": eer, "ari": scoring.cluster_scores(labels, [spk[k] for k in keys])["ari"],
-            "speakers": len(set(spk.values()))}
+    out = {"eer": eer}
+    for suffix, backend in (("", "none"), ("_lda", "lda")):
+        result = cluster_vectors(X, ClusterOptions(seed=seed, backend=backend))
+        spk = speaker_ids(keys, result.labels)
+        out["ari" + suffix] = scoring.cluster_scores(labels, [spk[k] for k in keys])["ari"]
+        out["speakers" + suffix] = len(set(spk.values()))
+    return out
 
 
 def spearman(a, b) -> float:
@@ -89,7 +95,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=10000)
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--period", type=int, default=10)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="training seed (--seed of train_unspeech); the evaluation "
+                   "set and its scoring always use seed EVAL_SEED")
     p.add_argument("--work", default="/tmp/bench_checkpoint_choice")
     p.add_argument("--out", default=os.path.join(REPO, "bench", "results", "checkpoint_choice_cv_fa"))
     p.add_argument("--note", default="")
@@ -99,7 +106,8 @@ def main(argv=None):
     parser = step_parser("train_unspeech options")
     loop.add_options(parser)
     cfg = loop.options_of(parse_args(parser, ["--config", args.config, "--steps", str(args.steps),
-                                              "--max-hours", "0", "--final-model", "last"]))
+                                              "--max-hours", "0", "--final-model", "last",
+                                              "--seed", str(args.seed)]))
     loop.check_options(cfg)
     data = loop.prepare_data(os.path.join(args.train, "feats.scp"), cfg, log)
     trainer = loop.Trainer(data.cfg)
@@ -110,7 +118,7 @@ def main(argv=None):
     for d in args.eval_data.split(","):
         gold.update(datadir.read_table(os.path.join(d, "utt2spk.gold")))
         eval_sets.append(load_features(os.path.join(d, "feats.scp")))
-    eval_keys = capped([k for fs in eval_sets for k in fs.keys], gold, 5, 20, args.seed)
+    eval_keys = capped([k for fs in eval_sets for k in fs.keys], gold, 5, 20, EVAL_SEED)
     owner = {k: fs for fs in eval_sets for k in fs.keys}
 
     history = []
@@ -130,9 +138,9 @@ def main(argv=None):
             rows.update(utterance_rows(trainer.model, owner[k], [k], args.period))
         val_X = np.stack([r.mean(axis=0) for r in val_rows.values()])
         row = {"step": step + 1, "train_cpu_s": t_train, "context_acc": acc,
-               "half_eer": half_eer(val_rows, args.seed),
-               "dbcv": cluster_vectors(val_X, ClusterOptions(seed=args.seed)).choice.get("dbcv"),
-               **truth(rows, gold, args.seed)}
+               "half_eer": half_eer(val_rows, EVAL_SEED),
+               "dbcv": cluster_vectors(val_X, ClusterOptions(seed=EVAL_SEED)).choice.get("dbcv"),
+               **truth(rows, gold, EVAL_SEED)}
         history.append(row)
         log.info(f"step {row['step']}: context acc {acc:.3f} half-EER {row['half_eer']:.3f} "
                  f"DBCV {row['dbcv']:.3f} | "
@@ -172,7 +180,9 @@ def render(history, args, n_eval, n_val):
     lines += ["", f"Mean of the later half of the evaluations (steps {late[0]['step']}-{late[-1]['step']}, "
               f"{len(late)} checkpoints; ARI swings between neighbours, so compare runs by these): EER "
               f"{100 * np.mean([h['eer'] for h in late]):.2f} %, ARI {np.mean([h['ari'] for h in late]):.3f} "
-              f"(sd {np.std([h['ari'] for h in late]):.3f}), context acc {np.mean([h['context_acc'] for h in late]):.3f}."]
+              f"(sd {np.std([h['ari'] for h in late]):.3f}), context acc {np.mean([h['context_acc'] for h in late]):.3f}"
+              + (f"; ARI with the cluster step's --backend lda {np.mean([h['ari_lda'] for h in late]):.3f} "
+                 f"(sd {np.std([h['ari_lda'] for h in late]):.3f})." if "ari_lda" in late[0] else ".")]
     lines += ["", f"Best of any checkpoint: EER {100 * best_eer['eer']:.2f} % at step {best_eer['step']}, ARI "
               f"{best_ari['ari']:.3f} at step {best_ari['step']}. Spearman: rank correlation of the candidate "
               "(oriented so that larger = better) with lower EER / higher ARI; +1 = tracks it perfectly.", "",
