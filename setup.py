@@ -32,6 +32,7 @@ setup(
         "kaldi-native-fbank==1.23.0",
         "hdbscan==0.8.44",
         "scikit-learn==1.9.1",
+        "threadpoolctl==3.8.0",   # imported directly (BLAS threads of extraction and clustering)
         "soundfile==0.14.0",
         "tqdm==4.70.1",
         "matplotlib==3.11.2",

@@ -12,9 +12,11 @@ import soundfile as sf
 
 from conftest import REPO, kaldi_env, run_cmd
 from utils_py.features.fbank import FbankExtractor, FbankConfig
+from utils_py.features.feature_set import FeatureSet
 from utils_py.features.waveform import FrameGrid, load_waveforms
 from utils_py.kaldi import datadir, tables
 from utils_py.kaldi.ivector_dir import check_ivector_dir
+from utils_py.log import UnspeechError
 from utils_py.model.network import build_model, min_window, stack_rows, time_stride
 from utils_py.model.sampler import ContextSampler
 
@@ -114,7 +116,6 @@ def test_frontend_shapes_follow_stack_rows_and_time_stride():
     (dict(feature_dim=40), "reads samples"),
 ])
 def test_impossible_end_to_end_configs_are_refused(change, needle):
-    from utils_py.log import UnspeechError
     with pytest.raises(UnspeechError, match=needle.replace("-", r"\-")):
         build_model(dict(TINY, **change))
     assert min_window(TINY) == 318
@@ -122,7 +123,6 @@ def test_impossible_end_to_end_configs_are_refused(change, needle):
 
 def test_sampler_level_jitter_is_a_gain_on_samples():
     wavs = np.random.default_rng(0).standard_normal((4000, 1)).astype(np.float32) + 5
-    from utils_py.features.feature_set import FeatureSet
     fs = FeatureSet(["a", "b"], [2000, 2000], wavs)
     plain = ContextSampler(fs, [0, 1], 200, 200, 1, 1, batch_size=4, seed=3)
     gain = ContextSampler(fs, [0, 1], 200, 200, 1, 1, batch_size=4, seed=3, level_jitter_db=6, samples=True)
@@ -142,7 +142,6 @@ def test_waveform_set_cached_equals_in_memory_and_rejects_mixed_rates(tmp_path):
     x, rate = sf.read(os.path.join(data, "wav", "s0-u0.wav"), dtype="int16")
     assert rate == RATE and np.array_equal(mem["s0-u0"][:, 0], x.astype(np.float32))
     mixed = make_audio_dir(str(tmp_path / "m"), speakers=2, utts=2, rates={"s1-u0": 16000})
-    from utils_py.log import UnspeechError
     with pytest.raises(UnspeechError, match="utterance s1-u0 has sample rate 16000 Hz, not 8000"):
         load_waveforms(mixed)
 

@@ -491,10 +491,10 @@ def job_utterances(split_dir: str, ex: Extractor):
     def samples():
         for utt, x, rate, rx in audio.iter_utterances(split_dir):
             check_rate(ex.grid.sample_rate, rate, utt, rx)
-            if utt in frames and ex.num_frames(len(x), utt, rx) != frames[utt][0]:
+            if utt in frames and (got := ex.num_frames(len(x), utt, rx)) != frames[utt][0]:
                 raise UnspeechError(
                     f"utterance {utt}: {frames[utt][0]} frames in {feats_scp}, but its {len(x)} samples give "
-                    f"{ex.num_frames(len(x))} with --frame-shift {ex.grid.frame_shift_ms:g} --frame-length "
+                    f"{got} with --frame-shift {ex.grid.frame_shift_ms:g} --frame-length "
                     f"{ex.grid.frame_length_ms:g} --snip-edges {str(ex.grid.snip_edges).lower()} (set them as in "
                     f"the features' conf)")
             yield utt, x

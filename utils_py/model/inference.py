@@ -229,7 +229,7 @@ class NumpyModel:
         return max(1, IM2COL_BYTES // per_window)
 
     def window_length_of(self, tower: str = "target") -> int:
-        return int(self.config["window_length" if network._check_tower(tower) == "target" else "window_neg_length"])
+        return network.window_length_of(self.config, tower)
 
     def conv_stack(self, tower: str = "target"):
         """Callable (N, T, feature_dim) -> (N, stack_rows(T) // 2^p, width // 2^p, C), as the Keras conv stack."""

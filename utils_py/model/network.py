@@ -330,8 +330,7 @@ class UnspeechModel:
         return {"target": self.target_tower, "context": self.context_tower}[_check_tower(tower)]
 
     def window_length_of(self, tower: str = "target") -> int:
-        key = "window_length" if _check_tower(tower) == "target" else "window_neg_length"
-        return int(self.config[key])
+        return window_length_of(self.config, tower)
 
     def conv_stack(self, tower: str = "target") -> "keras.Model":
         """(N, T, feature_dim), any T >= min_window -> (N, stack_rows(T) // 2^p, width // 2^p, C)."""
@@ -403,6 +402,11 @@ def as_windows(windows, tower: str, window: int, feature_dim: int) -> np.ndarray
         raise UnspeechError(f"{tower} tower expects windows of shape (N, {window}, {feature_dim}), "
                             f"got {windows.shape}")
     return windows
+
+
+def window_length_of(config: dict, tower: str = "target") -> int:
+    """Input rows (frames; end-to-end: samples) of one window of ``tower``."""
+    return int(config["window_length" if _check_tower(tower) == "target" else "window_neg_length"])
 
 
 def _check_tower(tower):
