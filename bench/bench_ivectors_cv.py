@@ -14,10 +14,12 @@ cv_fa train without labels, with its vectors ``cv/exp/unspeech/vectors_{train,te
    train and test (each utterance its own speaker), timed separately. The PCA transform is
    made once (first G, its time in that row) and linked for the others.
 3. Vectors per utterance: Kaldi's online mean (mean of the online rows, as the cluster step
-   reads an online-ivector dir) and the last online row; unspeech's utterance means. Scored
-   with ``bench_clustering_methods.evaluate`` (EER of cosine trials, ARI / NMI of its
-   clustering methods, ``hdbscan auto`` being the cluster step's default) on the two cv_fa
-   variants of that bench (``capped``: speakers with >= 5 clips capped at a seeded 20;
+   reads an online-ivector dir) and the last online row; unspeech's utterance means, of the
+   model of that bench or of every ``--unspeech NAME=MODEL_DIR`` (trained on cv_fa train without
+   labels, with ``vectors_{train,test}``). Scored with ``bench_clustering_methods.evaluate``
+   (EER of cosine trials, ARI / NMI of its clustering methods, ``hdbscan auto`` being the
+   cluster step's default) on the two cv_fa variants of that bench (``capped``: speakers with
+   >= 5 clips capped at a seeded 20, for every subset seed of ``--seeds``: mean and spread;
    ``uneven``: all).
 
     export KALDI_ROOT=/opt/kaldi
@@ -33,6 +35,8 @@ import json
 import os
 import shlex
 import sys
+
+import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
@@ -106,25 +110,45 @@ def kaldi_ivectors(runner, work: str, gauss: int, dim: int, nj: int, pca_from) -
     return row
 
 
+def pooled(corpus, name, runs) -> dict:
+    """One table row from the ``evaluate`` results of one or more subsets: means, with spreads (std)."""
+    row = {"corpus": corpus, "vectors": name, "subsets": len(runs), "utts": runs[0]["utts"],
+           "gold_speakers": runs[0]["gold_speakers"], "eer": float(np.mean([r["eer"] for r in runs])),
+           "eer_sd": float(np.std([r["eer"] for r in runs])), "methods": {}, "per_subset": runs}
+    for label, _ in METHODS:
+        ms = [r["methods"][label] for r in runs]
+        row["methods"][label] = {k: float(np.mean([m[k] for m in ms])) for k in ("ari", "nmi", "speakers")}
+        row["methods"][label].update(ari_sd=float(np.std([m["ari"] for m in ms])),
+                                     ari_min=float(np.min([m["ari"] for m in ms])))
+    return row
+
+
+def _pm(mean, sd, spec):
+    return format(mean, spec) + (f" ± {format(sd, spec)}" if sd else "")
+
+
 def render(res, path):
     labels = [m for m, _ in METHODS]
     out = ["# Kaldi online i-vectors (UBM 128 / 256 / 512) vs unspeech on cv_fa, unsupervised in-domain", "",
            "Made by `bench/bench_ivectors_cv.py`. " + res["description"], "",
            f"Machine: {res['machine']}. {res['note']} Date {res['date']}.", "",
            f"## EER and the cluster step's default clustering ({DEFAULT_METHOD})", "",
+           f"capped: mean ± spread (std) over the subset seeds {res['seeds']} (worst ARI in brackets); uneven: "
+           "every clip, once.", "",
            "| corpus | vectors | utts | gold spk | EER % | ARI | NMI | speakers found |",
            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for s in res["sets"]:
-        m = s["methods"].get(DEFAULT_METHOD)
+        m = s["methods"][DEFAULT_METHOD]
+        worst = f" ({m['ari_min']:.3f})" if s["subsets"] > 1 else ""
         out.append(f"| {s['corpus']} | {s['vectors']} | {s['utts']} | {s['gold_speakers']} | "
-                   f"{fmt(s['eer'] and 100 * s['eer'], '.2f')} | {fmt(m and m['ari'], '.3f')} | "
-                   f"{fmt(m and m['nmi'], '.3f')} | {m['speakers'] if m else '-'} |")
+                   f"{_pm(100 * s['eer'], 100 * s['eer_sd'], '.2f')} | {_pm(m['ari'], m['ari_sd'], '.3f')}{worst} | "
+                   f"{m['nmi']:.3f} | {m['speakers']:.0f} |")
     for g in res["missing"]:
         out.append(f"| cv_fa | Kaldi i-vector UBM {g} | | | not run (time) | | | |")
     out += ["", "## ARI of every clustering method (speakers found in brackets)", "",
             "| corpus | vectors | " + " | ".join(labels) + " |", "|---|---|" + "---:|" * len(labels)]
     for s in res["sets"]:
-        cells = [f"{m['ari']:.3f} ({m['speakers']})" if m else "-" for m in (s["methods"].get(lab) for lab in labels)]
+        cells = [f"{m['ari']:.3f} ({m['speakers']:.0f})" for m in (s["methods"][lab] for lab in labels)]
         out.append(f"| {s['corpus']} | {s['vectors']} | " + " | ".join(cells) + " |")
     out += ["", "## Training and extraction time (Kaldi, 2 jobs)", "",
             "| UBM | train wall s | train CPU s | extract wall s | extract CPU s | extract CPU ms / audio s |",
@@ -149,13 +173,20 @@ def main(argv=None):
     p.add_argument("--ivector-dim", type=int, default=100)
     p.add_argument("--nj", type=int, default=2)
     p.add_argument("--skip-gauss", default="", help="UBM sizes reported as 'not run (time)'")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--unspeech", nargs="*", default=[],
+                   help="NAME=MODEL_DIR of unspeech models (vectors_{train,test} in each); default: the model of "
+                        "bench_clustering_methods (<clusterer-work>/cv/exp/unspeech)")
+    p.add_argument("--seeds", default="0 1 2 3 4 5 6 7 8 9", help="capped subset seeds")
+    p.add_argument("--seed", type=int, default=0, help="seed of the uneven set's trials and clustering")
     p.add_argument("--note", default="", help="machine load etc., for the results file")
     p.add_argument("--out", default=os.path.join(BENCH, "results", "vs_ivectors_cv_fa"))
     args = p.parse_args(argv)
     cv = os.path.join(args.clusterer_work, "cv")
-    unspeech = os.path.join(cv, "exp", "unspeech")
-    for need in (os.path.join(cv, "data", "train", "feats.scp"), os.path.join(unspeech, "vectors_test")):
+    seeds = [int(x) for x in args.seeds.split()]
+    unspeech_models = dict(spec.split("=", 1) for spec in args.unspeech) or {
+        "unspeech": os.path.join(cv, "exp", "unspeech")}
+    for need in [os.path.join(cv, "data", "train", "feats.scp")] + [
+            os.path.join(d, "vectors_test") for d in unspeech_models.values()]:
         if not os.path.exists(need):
             raise SystemExit(f"ERROR (bench_ivectors_cv): {need} missing: run bench/bench_clustering_methods.py "
                              f"--work {args.clusterer_work} first")
@@ -178,23 +209,36 @@ def main(argv=None):
     gold = {}
     for part in ("train", "test"):
         gold.update(datadir.read_table(os.path.join(cv, "data", part, "utt2spk.gold")))
-    vector_sets = {"unspeech": [os.path.join(unspeech, f"vectors_{p}") for p in ("train", "test")]}
+    vector_sets = {name: [os.path.join(d, f"vectors_{p}") for p in ("train", "test")]
+                   for name, d in unspeech_models.items()}
     for k in kaldi:
         vector_sets.update(k.pop("sets"))
     sets = []
     for name, dirs in vector_sets.items():
         keys, X = _concat(dirs)
         index = {k: i for i, k in enumerate(keys)}
-        keep = capped(keys, gold, 5, 20, args.seed)
-        for corpus, ks, M in (("cv_fa capped", keep, X[[index[k] for k in keep]]), ("cv_fa uneven", keys, X)):
-            print(f"== {corpus} / {name}: {len(ks)} utterances", flush=True)
-            sets.append({"corpus": corpus, "vectors": name, **evaluate(ks, M, gold, args.seed)})
+        runs = []
+        for seed in seeds:
+            keep = capped(keys, gold, 5, 20, seed)
+            print(f"== cv_fa capped (seed {seed}) / {name}: {len(keep)} utterances", flush=True)
+            runs.append(evaluate(keep, X[[index[k] for k in keep]], gold, seed))
+        sets.append(pooled("cv_fa capped", name, runs))
+        print(f"== cv_fa uneven / {name}: {len(keys)} utterances", flush=True)
+        sets.append(pooled("cv_fa uneven", name, [evaluate(keys, X, gold, args.seed)]))
     sets.sort(key=lambda s: s["corpus"])
 
     seconds = sum(float(v) for part in ("train", "test")
                   for v in datadir.read_table(os.path.join(cv, "data", part, "utt2dur")).values())
-    with open(os.path.join(unspeech, "metrics.json")) as f:
-        metrics = json.load(f)
+    about = []
+    for name, d in unspeech_models.items():
+        with open(os.path.join(d, "metrics.json")) as f:
+            metrics = json.load(f)
+        with open(os.path.join(d, "config.json")) as f:
+            config = json.load(f)
+        about.append(f"{name}: seed {config.get('seed')}, {metrics.get('step')} steps "
+                     f"(final model step {metrics.get('final_model_step', metrics.get('step'))}), "
+                     f"{fmt(metrics.get('elapsed_hours'), '.2f')} h of training wall time, held-out context "
+                     f"accuracy {fmt(metrics.get('val_accuracy'), '.3f')}")
     notes = [
         "No speaker labels anywhere in training or extraction: the Kaldi data dirs have utt2spk utt -> utt "
         "(online CMVN and i-vector extraction per utterance); the gold speakers are used for scoring only.",
@@ -203,9 +247,7 @@ def main(argv=None):
         "extract_ivectors_online with their defaults: 700k UBM frames, 10 extractor iterations) trained on "
         "all of cv_fa train (2077 utterances), hires MFCC 40. Train time of the first UBM size includes the "
         "PCA transform, shared by the others. Extraction: train + test, each utterance its own speaker.",
-        f"unspeech: the model of bench_clustering_methods (cv_fa train, no labels, "
-        f"{metrics.get('step')} steps, {fmt(metrics.get('elapsed_hours'), '.2f')} h of training wall time, "
-        f"held-out context accuracy {fmt(metrics.get('val_accuracy'), '.3f')}); utterance means of its rows.",
+        "unspeech (cv_fa train, no labels; utterance means of the rows): " + "; ".join(about) + ".",
         "EER: cosine scores of all utterance pairs after the cluster step's preparation (set mean subtracted, "
         "L2 norm), 1M seeded pairs if more. ARI / NMI: gold speakers vs the clustering (outliers each their own "
         f"speaker). {DEFAULT_METHOD} is the cluster step's default; the other methods for reference.",
@@ -215,7 +257,7 @@ def main(argv=None):
     res = {"description": "Unsupervised in-domain speaker-similarity of utterance vectors on cv_fa "
                           "(Common Voice Persian): Kaldi online i-vectors at three UBM sizes vs unspeech.",
            "machine": cpu_description(), "note": args.note, "date": datetime.date.today().isoformat(),
-           "audio_seconds": seconds, "kaldi": kaldi, "missing": sorted(skip), "sets": sets, "notes": notes,
+           "audio_seconds": seconds, "seeds": seeds, "unspeech_models": unspeech_models, "kaldi": kaldi, "missing": sorted(skip), "sets": sets, "notes": notes,
            "commands": runner.commands}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:

@@ -21,7 +21,8 @@ utterance's ivector_online.scp rows) or an scp/ark of vectors or matrices.
 Vectors: [first --half-index dims] -> [minus the set mean] -> L2 norm -> [PCA] -> [--backend lda:
 first pass of --method, LDA on its clusters of >= 2 utterances, projected, mean and L2 again] -> --method:
   hdbscan   HDBSCAN (the original unspeech's); --min-cluster-size/--min-samples 0: each chosen
-            from a small grid by the density-based validity index (DBCV)
+            from a small grid by the density-based validity index (DBCV); default: size
+            chosen, min_samples 1
   spectral  spectral clustering; neighbours kept and speaker count from the normalised
             maximum eigengap (NME-SC)
   ahc       average-linkage AHC on cosine scores, stopped at --threshold (auto: where
@@ -76,8 +77,8 @@ def build_parser():
     p.add_argument("--min-cluster-size", type=int, default=d.min_cluster_size,
                    help=f"hdbscan: min_cluster_size (>= 2); 0 = auto (grid {_words(HDBSCAN_SIZES)}, best DBCV)")
     p.add_argument("--min-samples", type=int, default=d.min_samples,
-                   help=f"hdbscan: min_samples (>= 1); 0 = auto (grid {_words(HDBSCAN_SAMPLES)}, "
-                        "at most min_cluster_size)")
+                   help=f"hdbscan: min_samples (>= 1; 1 = plain distances, the measured best); 0 = auto "
+                        f"(grid {_words(HDBSCAN_SAMPLES)}, at most min_cluster_size)")
     p.add_argument("--threshold", type=threshold_arg, default="auto",
                    help="ahc: cosine score at which merging stops, or auto (from the scores' own "
                         "same/different mixture)")

@@ -7,7 +7,11 @@ pass of the same method, :mod:`utils_py.cluster.backend`), then one of the
 methods (``--method``):
 
 - ``hdbscan`` (the original's): min_cluster_size / min_samples as given; where
-  either is 0 (auto) the best of a small grid by DBCV (``methods.hdbscan_grid``);
+  either is 0 (auto) the best of a small grid by DBCV (``methods.hdbscan_grid``).
+  The default is min_cluster_size auto (3 5 10 20 40) with min_samples 1 (the
+  plain distances, one spanning tree): on cv_fa, Kaldi's i-vectors, demo and
+  FSDD it clustered better than the full grid, which picked pairs or, without
+  them, at times 2-3 clusters (``bench/results/hdbscan_auto_grid.md``);
 - ``spectral``: count from the normalised maximum eigengap (``methods.spectral_labels``);
 - ``ahc``: average-linkage cosine AHC stopped at a threshold from the scores'
   own same/different mixture, or ``--threshold`` (``methods.ahc_labels``).
@@ -75,7 +79,7 @@ _PCA_FIT_ROWS = 100_000
 class ClusterOptions:
     method: str = "hdbscan"
     min_cluster_size: int = 0   # 0 = auto (grid, DBCV)
-    min_samples: int = 0        # 0 = auto (grid, DBCV)
+    min_samples: int = 1        # 0 = auto (grid, DBCV); 1 = plain distances (single linkage)
     threshold: float = None     # ahc: cosine score to stop merging; None = from the score distribution
     metric: str = "euclidean"
     algorithm: str = "boruvka_kdtree"  # hdbscan's own; blas: same exact MST from matrix products (euclidean)
