@@ -241,12 +241,13 @@ def main(argv=None):
         "seeded 20; `uneven`: every clip. unspeech on cv_fa: trained on cv_fa train (no labels) with "
         f"{training['config'] if training else '-'}, capped at {args.max_hours} h of training wall time: "
         f"{training and training['steps']} steps, held-out context accuracy "
-        f"{fmt(training and training['val_accuracy'], '.3f')}. Kaldi i-vectors on cv_fa: not available yet.",
+        f"{fmt(training and training['val_accuracy'], '.3f')}. Kaldi i-vectors on cv_fa: bench_ivectors_cv.py.",
         "demo / fsdd: test sets of bench/bench_vs_ivectors.py (Kaldi i-vectors extracted per utterance).",
     ]
     res = {"description": __doc__.split("\n\n")[0].strip() + " " + (
         "HDBSCAN mcs N: --min-cluster-size N --min-samples 3 (mcs 5 was the step's default); hdbscan auto: "
-        "both 0 (grid by DBCV); spectral and ahc: their automatic count / threshold."),
+        "the step's default (min_cluster_size 0: chosen by DBCV; min_samples 1 since issue 17, both 0 before); "
+        "spectral and ahc: their automatic count / threshold."),
         "machine": cpu_description(), "note": args.note,
         "date": datetime.date.today().isoformat(), "training": training, "sets": sets, "notes": notes,
         "winner_uneven": _winner(uneven)}
