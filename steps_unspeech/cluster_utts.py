@@ -11,7 +11,7 @@ import dataclasses
 from utils_py.cli import parse_args, step_parser, str2bool
 from utils_py.fileio import refuse_overwrite
 from utils_py.cluster.backend import BACKENDS
-from utils_py.cluster.methods import HDBSCAN_SAMPLES, HDBSCAN_SIZES
+from utils_py.cluster.methods import HDBSCAN_SIZES
 from utils_py.cluster.pipeline import (ALGORITHMS, CLUSTER_METHODS, EXACT_LIMITS, METRICS, MODES, OUTLIER_MODES,
                                       ClusterOptions, cluster_utts)
 from utils_py.log import get_logger, run_step
@@ -20,9 +20,9 @@ EPILOG = """Input: an extraction dir (utt_vectors.scp if present, else the mean 
 utterance's ivector_online.scp rows) or an scp/ark of vectors or matrices.
 Vectors: [first --half-index dims] -> [minus the set mean] -> L2 norm -> [PCA] -> [--backend lda:
 first pass of --method, LDA on its clusters of >= 2 utterances, projected, mean and L2 again] -> --method:
-  hdbscan   HDBSCAN (the original unspeech's); --min-cluster-size/--min-samples 0: each chosen
-            from a small grid by the density-based validity index (DBCV); default: size
-            chosen, min_samples 1
+  hdbscan   HDBSCAN (the original unspeech's); --min-cluster-size/--min-samples 0 (default):
+            each chosen from a small grid by the density-based validity index (DBCV):
+            min_cluster_size 3 5 10 20 40, min_samples 1 or = min_cluster_size
   spectral  spectral clustering; neighbours kept and speaker count from the normalised
             maximum eigengap (NME-SC)
   ahc       average-linkage AHC on cosine scores, stopped at --threshold (auto: where
@@ -77,8 +77,7 @@ def build_parser():
     p.add_argument("--min-cluster-size", type=int, default=d.min_cluster_size,
                    help=f"hdbscan: min_cluster_size (>= 2); 0 = auto (grid {_words(HDBSCAN_SIZES)}, best DBCV)")
     p.add_argument("--min-samples", type=int, default=d.min_samples,
-                   help=f"hdbscan: min_samples (>= 1; 1 = plain distances, the measured best); 0 = auto "
-                        f"(grid {_words(HDBSCAN_SAMPLES)}, at most min_cluster_size)")
+                   help="hdbscan: min_samples (>= 1); 0 = auto (1 or = min_cluster_size, best DBCV)")
     p.add_argument("--threshold", type=threshold_arg, default="auto",
                    help="ahc: cosine score at which merging stops, or auto (from the scores' own "
                         "same/different mixture)")

@@ -571,3 +571,12 @@ def test_backend_lda_over_tightens_clean_sets_for_spectral():
     ari = {b: cluster_scores(gold, own_speakers(cluster_vectors(X, ClusterOptions(method="spectral", backend=b))))
            ["ari"] for b in backend.BACKENDS}
     assert ari["none"] > 0.95 and ari["lda"] < 0.5
+
+
+def test_auto_hdbscan_grid_points():
+    """Auto: min_cluster_size 3 5 10 20 40, each with min_samples 1 and itself; a given value is kept."""
+    assert ClusterOptions().hdbscan_grid() == [(3, 1), (3, 3), (5, 1), (5, 5), (10, 1), (10, 10), (20, 1),
+                                               (20, 20), (40, 1), (40, 40)]
+    assert ClusterOptions(min_cluster_size=4).hdbscan_grid() == [(4, 1), (4, 4)]
+    assert ClusterOptions(min_samples=2).hdbscan_grid() == [(a, 2) for a in (3, 5, 10, 20, 40)]
+    assert ClusterOptions(min_cluster_size=2, min_samples=1).hdbscan_grid() == [(2, 1)]

@@ -23,7 +23,12 @@ import numpy as np
 
 SPECTRAL_NEIGHBOURS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 HDBSCAN_SIZES = (3, 5, 10, 20, 40)   # min_cluster_size values of the auto grid (no pairs: DBCV over-split with them)
-HDBSCAN_SAMPLES = (1, 2, 3, 5, 10, 20)  # min_samples values of --min-samples 0 (<= min_cluster_size)
+
+
+def hdbscan_samples(min_cluster_size: int) -> tuple:
+    """min_samples values the auto grid tries with ``min_cluster_size``: 1 (plain distances, single
+    linkage) and ``min_cluster_size`` itself (hdbscan's own default); see bench/results/hdbscan_auto_grid.md."""
+    return tuple(sorted({1, int(min_cluster_size)}))
 _TRIAL_PAIRS = 1_000_000
 _CLIP = 0.999          # |cosine| cap before arctanh
 

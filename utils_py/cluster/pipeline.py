@@ -7,11 +7,11 @@ pass of the same method, :mod:`utils_py.cluster.backend`), then one of the
 methods (``--method``):
 
 - ``hdbscan`` (the original's): min_cluster_size / min_samples as given; where
-  either is 0 (auto) the best of a small grid by DBCV (``methods.hdbscan_grid``).
-  The default is min_cluster_size auto (3 5 10 20 40) with min_samples 1 (the
-  plain distances, one spanning tree): on cv_fa, Kaldi's i-vectors, demo and
-  FSDD it clustered better than the full grid, which picked pairs or, without
-  them, at times 2-3 clusters (``bench/results/hdbscan_auto_grid.md``);
+  either is 0 (auto, the default) the best of a small grid by DBCV
+  (``methods.hdbscan_grid``): min_cluster_size 3 5 10 20 40, min_samples 1 or
+  equal to min_cluster_size (``methods.hdbscan_samples``).  Measured against
+  the grid before (min_cluster_size from 2, min_samples 1-20: DBCV picked
+  pairs, or 2-3 clusters) in ``bench/results/hdbscan_auto_grid.md``;
 - ``spectral``: count from the normalised maximum eigengap (``methods.spectral_labels``);
 - ``ahc``: average-linkage cosine AHC stopped at a threshold from the scores'
   own same/different mixture, or ``--threshold`` (``methods.ahc_labels``).
@@ -79,7 +79,7 @@ _PCA_FIT_ROWS = 100_000
 class ClusterOptions:
     method: str = "hdbscan"
     min_cluster_size: int = 0   # 0 = auto (grid, DBCV)
-    min_samples: int = 1        # 0 = auto (grid, DBCV); 1 = plain distances (single linkage)
+    min_samples: int = 0        # 0 = auto (grid, DBCV)
     threshold: float = None     # ahc: cosine score to stop merging; None = from the score distribution
     metric: str = "euclidean"
     algorithm: str = "boruvka_kdtree"  # hdbscan's own; blas: same exact MST from matrix products (euclidean)
@@ -130,8 +130,7 @@ class ClusterOptions:
     def hdbscan_grid(self) -> list:
         """(min_cluster_size, min_samples) pairs to try: the given value, else the grid's."""
         sizes = [self.min_cluster_size] if self.min_cluster_size else methods.HDBSCAN_SIZES
-        samples = [self.min_samples] if self.min_samples else methods.HDBSCAN_SAMPLES
-        return [(a, b) for a in sizes for b in samples if self.min_samples or b <= a]
+        return [(a, b) for a in sizes for b in ([self.min_samples] if self.min_samples else methods.hdbscan_samples(a))]
 
 
 @dataclasses.dataclass
