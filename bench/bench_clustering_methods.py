@@ -246,7 +246,7 @@ def main(argv=None):
     ]
     res = {"description": __doc__.split("\n\n")[0].strip() + " " + (
         "HDBSCAN mcs N: --min-cluster-size N --min-samples 3 (mcs 5 was the step's default); hdbscan auto: "
-        "the step's default (min_cluster_size 0: chosen by DBCV; min_samples 1 since issue 17, both 0 before); "
+        "the step's default (both 0: chosen by DBCV from a grid, the grid of issue 17: hdbscan_auto_grid.md); "
         "spectral and ahc: their automatic count / threshold."),
         "machine": cpu_description(), "note": args.note,
         "date": datetime.date.today().isoformat(), "training": training, "sets": sets, "notes": notes,
