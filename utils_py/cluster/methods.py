@@ -16,21 +16,26 @@ and why (it goes into ``scores.json``).
   few same-speaker and many different-speaker pair scores, the threshold where
   P(same | score) = 0.5 (see there).
 - ``hdbscan_grid``: HDBSCAN over a small grid of (min_cluster_size,
-  min_samples); the clustering with the best density-based validity index
-  (DBCV, ``hdbscan.validity.validity_index``) wins.
+  min_samples) (the automatic one: ``HDBSCAN_SIZES`` x ``hdbscan_samples``);
+  the clustering with the best density-based validity index (DBCV,
+  ``hdbscan.validity.validity_index``) wins.
 """
 import numpy as np
 
 SPECTRAL_NEIGHBOURS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 HDBSCAN_SIZES = (3, 5, 10, 20, 40)   # min_cluster_size values of the auto grid (no pairs: DBCV over-split with them)
+_TRIAL_PAIRS = 1_000_000
+_CLIP = 0.999          # |cosine| cap before arctanh
 
 
 def hdbscan_samples(min_cluster_size: int) -> tuple:
     """min_samples values the auto grid tries with ``min_cluster_size``: 1 (plain distances, single
-    linkage) and ``min_cluster_size`` itself (hdbscan's own default); see bench/results/hdbscan_auto_grid.md."""
+    linkage) and ``min_cluster_size`` itself (hdbscan's own default); see bench/results/hdbscan_auto_grid.md.
+
+    >>> hdbscan_samples(5), hdbscan_samples(1)
+    ((1, 5), (1,))
+    """
     return tuple(sorted({1, int(min_cluster_size)}))
-_TRIAL_PAIRS = 1_000_000
-_CLIP = 0.999          # |cosine| cap before arctanh
 
 
 def cosine_scores(X) -> np.ndarray:
