@@ -37,9 +37,9 @@ BENCH = os.path.join(REPO, "bench")
 if BENCH not in sys.path:
     sys.path.insert(0, BENCH)
 
-from bench_clustering_methods import capped  # noqa: E402
+from bench_clustering_methods import _concat, capped  # noqa: E402
 from benchinfo import cpu_description, write_results  # noqa: E402
-from utils_py.cluster import scoring  # noqa: E402
+from utils_py.cluster import methods, scoring  # noqa: E402
 from utils_py.cluster.pipeline import ClusterOptions, hdbscan_labels, prepare_vectors  # noqa: E402
 from utils_py.extract.utt_vectors import read_utt_vectors  # noqa: E402
 from utils_py.kaldi import datadir  # noqa: E402
@@ -55,24 +55,21 @@ RULES = {
 
 
 def grid_points(X, gold_labels) -> list:
-    """Every grid point of ``X`` (raw vectors): settings, DBCV, ARI, clusters, speakers."""
-    from hdbscan.validity import validity_index
+    """Every grid point of ``X`` (raw vectors): settings, DBCV (scored by the step's own
+    ``methods.hdbscan_grid``), ARI, clusters, speakers."""
     Xp = prepare_vectors(X)
-    X64 = Xp.astype(np.float64)
     opts = ClusterOptions()
+    labels_at = {}
+
+    def run(Y, mcs, ms):
+        labels_at[mcs, ms] = hdbscan_labels(Y, opts, mcs, ms)[0]
+        return labels_at[mcs, ms]
     out = []
-    for mcs, ms in GRID:
-        if mcs > len(Xp):
-            continue
-        labels = hdbscan_labels(Xp, opts, mcs, ms)[0]
-        k = int(labels.max()) + 1
-        dbcv = -1.0
-        if k >= 2:
-            with np.errstate(all="ignore"):
-                dbcv = float(validity_index(X64, labels, metric="euclidean"))
-            dbcv = dbcv if np.isfinite(dbcv) else -1.0
+    for point in methods.hdbscan_grid(Xp, run, GRID)[1]["grid"]:
+        labels = labels_at[point["min_cluster_size"], point["min_samples"]]
         ids = [f"c{lab}" if lab >= 0 else f"o{i}" for i, lab in enumerate(labels)]
-        out.append({"mcs": mcs, "ms": ms, "dbcv": dbcv, "clusters": k, "speakers": len(set(ids)),
+        out.append({"mcs": point["min_cluster_size"], "ms": point["min_samples"], "dbcv": point["dbcv"],
+                    "clusters": point["clusters"], "speakers": len(set(ids)),
                     "ari": scoring.cluster_scores(gold_labels, ids)["ari"]})
     return out
 
@@ -102,12 +99,7 @@ def vector_sets(args) -> list:
         if len(dirs) != 2 or not gold:
             print(f"SKIP {name}: no vectors_/ivectors_{{train,test}} in {model} or no cv_fa gold", flush=True)
             continue
-        keys, mats = [], []
-        for d in dirs:
-            k, X, _ = read_utt_vectors(d)
-            keys += k
-            mats.append(X)
-        sets.append(("cv_fa", name, keys, np.concatenate(mats), gold))
+        sets.append(("cv_fa", name, *_concat(dirs), gold))
     for corpus in ("demo", "fsdd"):
         base = os.path.join(BENCH, "work", f"vs_ivectors_{corpus}")
         gold_path = os.path.join(base, "data", "test", "utt2spk.gold")

@@ -35,12 +35,8 @@ from utils_py.kaldi.tables import iter_matrices  # noqa: E402
 
 def frame_energies(feats_scp: str) -> dict:
     """{utt: per-frame log energy}: log-sum-exp of each fbank row (log mel energies)."""
-    out = {}
-    for key, mat in iter_matrices(feats_scp):
-        m = np.asarray(mat, dtype=np.float64)
-        top = m.max(axis=1, keepdims=True)
-        out[key] = (top + np.log(np.exp(m - top).sum(axis=1, keepdims=True)))[:, 0]
-    return out
+    from scipy.special import logsumexp
+    return {key: logsumexp(np.asarray(mat, dtype=np.float64), axis=1) for key, mat in iter_matrices(feats_scp)}
 
 
 def window_energies(energy: np.ndarray, rows: int, period: int, window: int) -> np.ndarray:
