@@ -26,8 +26,9 @@ cv_fa train without labels, with its vectors ``cv/exp/unspeech/vectors_{train,te
     bench/bench_ivectors_cv.py --clusterer-work /tmp/clusterer --work /tmp/ivcv --note "..."
 
 Writes ``<out>.md`` and ``<out>.json`` (default ``bench/results/vs_ivectors_cv_fa``).
-Steps whose outputs exist in ``--work`` are kept (delete them to redo); their times are
-then missing (null).
+Steps whose outputs exist in ``--work`` are kept (delete them to redo); their times are then
+those the run that did them stored in ``exp/ivectors_ubm<G>/bench_times.json`` (missing
+without it), and the notes say so.
 """
 import argparse
 import datetime
@@ -50,6 +51,7 @@ from utils_py.kaldi import datadir  # noqa: E402
 
 RECIPE = os.path.join(REPO, "egs", "tedlium", "s5_unspeech")
 DEFAULT_METHOD = "hdbscan auto"
+TIMES = "bench_times.json"   # in each exp/ivectors_ubm<G>: the times of the run that trained / extracted
 
 
 def kaldi_env(kaldi_root: str) -> dict:
@@ -96,12 +98,21 @@ def kaldi_ivectors(runner, work: str, gauss: int, dim: int, nj: int, pca_from) -
         os.symlink(pca_from, os.path.join(exp, "pca_transform"))
     base = (f"local/run_kaldi_ivectors.sh --nj {nj} --train-set train --test-sets test --data-suffix _hires "
             f"--num-gauss {gauss} --ivector-dim {dim}")
-    row = {"num_gauss": gauss, "ivector_dim": dim, "dir": exp, "train": None, "extract": None}
+    times_path = os.path.join(exp, TIMES)          # times of the run that did each step
+    stored = {}
+    if os.path.isfile(times_path):
+        with open(times_path) as f:
+            stored = json.load(f)
+    row = {"num_gauss": gauss, "ivector_dim": dim, "dir": exp, "train": stored.get("train"),
+           "extract": stored.get("extract")}
     if not os.path.isfile(os.path.join(exp, "extractor", "final.ie")):
         row["train"] = bash(runner, f"train_ubm{gauss}", f"{base} --speakers '' {shlex.quote(exp)}", work, True)
     if not all(os.path.isfile(os.path.join(exp, f"ivectors_{p}", "ivector_online.scp")) for p in ("train", "test")):
         row["extract"] = bash(runner, f"extract_ubm{gauss}", f"{base} --speakers original {shlex.quote(exp)}",
                               work, True)
+    row["times_stored"] = [k for k in ("train", "extract") if k in stored and row[k] is stored[k]]
+    with open(times_path, "w") as f:
+        json.dump({k: row[k] for k in ("train", "extract") if row[k]}, f, indent=1)
     dirs = [os.path.join(exp, f"ivectors_{p}") for p in ("train", "test")]
     for d in dirs:
         last_row_vectors(d, os.path.join(d, "last_row"))
@@ -254,11 +265,15 @@ def main(argv=None):
         f"Times: wall and CPU (children user+sys) of the Kaldi scripts with --nj {args.nj}, on a shared "
         f"machine; audio {seconds / 3600:.2f} h (train + test).",
     ]
+    kept = [f"UBM {k['num_gauss']} {step}" for k in kaldi for step in k.pop("times_stored")]
+    if kept:
+        notes.append(f"Kaldi times kept from the earlier run that did these steps ({TIMES}; this run found their "
+                     f"outputs in --work): {', '.join(kept)}.")
     res = {"description": "Unsupervised in-domain speaker-similarity of utterance vectors on cv_fa "
                           "(Common Voice Persian): Kaldi online i-vectors at three UBM sizes vs unspeech.",
            "machine": cpu_description(), "note": args.note, "date": datetime.date.today().isoformat(),
-           "audio_seconds": seconds, "seeds": seeds, "unspeech_models": unspeech_models, "kaldi": kaldi, "missing": sorted(skip), "sets": sets, "notes": notes,
-           "commands": runner.commands}
+           "audio_seconds": seconds, "seeds": seeds, "unspeech_models": unspeech_models, "kaldi": kaldi,
+           "missing": sorted(skip), "sets": sets, "notes": notes, "commands": runner.commands}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out + ".json", "w") as f:
         json.dump(res, f, indent=1)
